@@ -1,0 +1,49 @@
+"""The scorer interface every backend implements, with its sync wrappers and batching.
+
+A scorer turns a state (question; question + partial answer; question + full answer) into a
+:class:`~finece_guard.types.Score`. Backends implement only ``ascore``; batching with bounded
+concurrency and the sync wrappers come from :class:`BaseScorer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from finece_guard.backends.http import run_sync
+from finece_guard.types import CheckpointKind, Score
+
+#: (question, answer or None, kind)
+ScoreRequest = tuple[str, str | None, CheckpointKind]
+
+
+class BaseScorer(ABC):
+    """Async-first FineCE scorer with sync wrappers and bounded batching."""
+
+    max_concurrency: int = 8
+
+    @abstractmethod
+    async def ascore(self, question: str, answer: str | None, kind: CheckpointKind) -> Score:
+        """Score one state."""
+
+    async def ascore_many(
+        self, requests: Sequence[ScoreRequest], *, return_exceptions: bool = False
+    ) -> list[Score | BaseException]:
+        """Score many states concurrently (at most ``max_concurrency`` in flight), in order."""
+        sem = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(req: ScoreRequest) -> Score:
+            async with sem:
+                return await self.ascore(*req)
+
+        results = await asyncio.gather(*(one(r) for r in requests), return_exceptions=return_exceptions)
+        return list(results)
+
+    def score(self, question: str, answer: str | None, kind: CheckpointKind) -> Score:
+        """Sync wrapper of :meth:`ascore` (not for use inside an event loop)."""
+        return run_sync(self.ascore(question, answer, kind))
+
+    def score_many(self, requests: Sequence[ScoreRequest], *, return_exceptions: bool = False) -> list[Score | BaseException]:
+        """Sync wrapper of :meth:`ascore_many`."""
+        return run_sync(self.ascore_many(requests, return_exceptions=return_exceptions))

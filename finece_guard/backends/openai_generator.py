@@ -1,0 +1,171 @@
+"""Generator over an OpenAI-compatible server: token stream with logprobs, and continuations.
+
+``astream`` yields one :class:`~finece_guard.types.TokenEvent` per streamed token with its
+``top_logprobs`` (what the entropy checkpoint and the logprob baselines need). Breaking out of
+the iteration closes the HTTP stream, which makes vLLM abort the request server-side.
+``sample_continuations`` asks for ``n`` continuations of a partial answer in one request
+(vLLM shares the cached prefix), for BCI look-ahead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from finece_guard.backends.http import OpenAIHTTP
+from finece_guard.config import FineCESettings
+from finece_guard.errors import BackendError, ConfigError
+from finece_guard.types import TokenEvent
+
+Message = dict[str, str]
+
+
+@dataclass
+class StreamStats:
+    """Filled in while a stream runs: finish reason and server-side usage."""
+
+    finish_reason: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    n_tokens: int = 0
+
+
+def question_messages(question: str, system: str | None = None) -> list[Message]:
+    """Default chat messages for answering ``question``."""
+    msgs: list[Message] = []
+    if system:
+        msgs.append({"role": "system", "content": system})
+    msgs.append({"role": "user", "content": question})
+    return msgs
+
+
+def _token_events(choice: dict[str, Any], start: int) -> list[TokenEvent]:
+    lp = choice.get("logprobs") or {}
+    content = lp.get("content") or []
+    if content:
+        return [
+            TokenEvent(
+                index=start + i,
+                text=str(c.get("token", "")),
+                logprob=c.get("logprob"),
+                top_logprobs=tuple((str(t["token"]), float(t["logprob"])) for t in c.get("top_logprobs") or ()),
+            )
+            for i, c in enumerate(content)
+        ]
+    text = (choice.get("delta") or {}).get("content") or ""
+    return [TokenEvent(index=start, text=text)] if text else []
+
+
+class OpenAICompatGenerator:
+    """Streams answers of the generator model from an OpenAI-compatible server."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str,
+        api_key: str = "EMPTY",
+        top_logprobs: int = 5,
+        timeout_s: float = 120.0,
+        connect_timeout_s: float = 5.0,
+        retries: int = 2,
+        max_concurrency: int = 8,
+    ) -> None:
+        if not 0 <= top_logprobs <= 20:
+            raise ConfigError(f"top_logprobs={top_logprobs} must be in [0, 20] (vLLM's --max-logprobs)")
+        self.http = OpenAIHTTP(
+            base_url,
+            api_key=api_key,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            retries=retries,
+            max_concurrency=max_concurrency,
+        )
+        self.model = model
+        self.top_logprobs = top_logprobs
+
+    @classmethod
+    def from_settings(cls, settings: FineCESettings, base_url: str | None = None) -> OpenAICompatGenerator:
+        url = base_url or settings.base_url
+        if url is None:
+            raise ConfigError("no server URL: pass base_url or set FINECE_BASE_URL (e.g. http://127.0.0.1:8011/v1)")
+        return cls(
+            url,
+            model=settings.generator_model,
+            api_key=settings.api_key,
+            timeout_s=settings.request_timeout_s,
+            connect_timeout_s=settings.connect_timeout_s,
+            max_concurrency=settings.max_concurrency,
+        )
+
+    async def astream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        stats: StreamStats | None = None,
+        **extra: Any,
+    ) -> AsyncIterator[TokenEvent]:
+        """Yield the answer token by token, with logprobs."""
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(messages),
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **extra,
+        }
+        if self.top_logprobs:
+            payload |= {"logprobs": True, "top_logprobs": self.top_logprobs}
+        if seed is not None:
+            payload["seed"] = seed
+        index = 0
+        async with self.http.stream_sse("/chat/completions", payload) as events:
+            async for event in events:
+                if event.get("usage") and stats is not None:
+                    stats.usage = dict(event["usage"])
+                for choice in event.get("choices") or ():
+                    for tok in _token_events(choice, index):
+                        index += 1
+                        if stats is not None:
+                            stats.n_tokens = index
+                        yield tok
+                    if choice.get("finish_reason") and stats is not None:
+                        stats.finish_reason = str(choice["finish_reason"])
+
+    async def sample_continuations(
+        self,
+        question: str,
+        answer_prefix: str,
+        *,
+        n: int,
+        max_tokens: int,
+        temperature: float = 0.8,
+        seed: int | None = None,
+    ) -> list[str]:
+        """``n`` sampled continuations of ``answer_prefix`` (one request, shared cached prefix)."""
+        if n < 1:
+            raise ConfigError(f"n={n} continuations: use 1 or more")
+        msgs = [*question_messages(question), {"role": "assistant", "content": answer_prefix}]
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": msgs,
+            "n": n,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "continue_final_message": True,
+            "add_generation_prompt": False,
+        }
+        if seed is not None:
+            payload["seed"] = seed
+        body = await self.http.post_json("/chat/completions", payload)
+        try:
+            return [str(c["message"]["content"] or "") for c in body["choices"]]
+        except (KeyError, TypeError) as exc:
+            raise BackendError(f"unexpected continuation response: {str(body)[:300]}") from exc
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

@@ -1,0 +1,121 @@
+"""Calibration and discrimination metrics: ECE, AUROC, Brier, accuracy, bootstrap intervals.
+
+sklearn does AUROC and Brier; ECE (equal-width bins, as in the paper) is a few lines of numpy.
+Inputs are validated up front: empty or mismatched inputs and single-class labels (AUROC is
+undefined there) raise :class:`~finece_guard.errors.MetricError` naming the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from finece_guard.errors import MetricError
+
+Array = NDArray[np.float64]
+
+
+def _prepare(confidences: Sequence[float] | Array, labels: Sequence[int | bool] | Array) -> tuple[Array, Array]:
+    c = np.asarray(confidences, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if c.ndim != 1 or y.ndim != 1:
+        raise MetricError("confidences and labels must be 1-D sequences")
+    if c.size == 0:
+        raise MetricError("no predictions given: confidences and labels are empty")
+    if c.size != y.size:
+        raise MetricError(f"{c.size} confidences but {y.size} labels; give one label per confidence")
+    if np.isnan(c).any():
+        raise MetricError("confidences contain NaN; drop unscored items before computing metrics")
+    if ((c < 0) | (c > 1)).any():
+        raise MetricError("confidences must lie in [0, 1]")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise MetricError("labels must be 0/1 (or False/True)")
+    return c, y
+
+
+def ece(confidences: Sequence[float] | Array, labels: Sequence[int | bool] | Array, *, n_bins: int = 10) -> float:
+    """Expected calibration error with ``n_bins`` equal-width bins over [0, 1]."""
+    if n_bins < 1:
+        raise MetricError(f"n_bins={n_bins} must be at least 1")
+    c, y = _prepare(confidences, labels)
+    bins = np.minimum((c * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            total += mask.sum() / c.size * abs(c[mask].mean() - y[mask].mean())
+    return float(total)
+
+
+def auroc(confidences: Sequence[float] | Array, labels: Sequence[int | bool] | Array) -> float:
+    """Area under the ROC curve of confidence as a predictor of correctness."""
+    c, y = _prepare(confidences, labels)
+    if np.unique(y).size < 2:
+        raise MetricError(
+            "AUROC needs both correct and incorrect answers; all labels are "
+            f"{int(y[0])}. Evaluate on more questions."
+        )
+    return float(roc_auc_score(y, c))
+
+
+def brier(confidences: Sequence[float] | Array, labels: Sequence[int | bool] | Array) -> float:
+    """Mean squared error between confidence and correctness."""
+    c, y = _prepare(confidences, labels)
+    return float(brier_score_loss(y, c, pos_label=1.0)) if np.unique(y).size > 1 else float(np.mean((c - y) ** 2))
+
+
+def accuracy(labels: Sequence[int | bool] | Array) -> float:
+    """Share of correct answers."""
+    y = np.asarray(labels, dtype=np.float64)
+    if y.size == 0:
+        raise MetricError("no labels given")
+    return float(y.mean())
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a percentile bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+    n_resamples: int
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+def bootstrap(
+    metric: Callable[[Array, Array], float],
+    confidences: Sequence[float] | Array,
+    labels: Sequence[int | bool] | Array,
+    *,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap interval of ``metric(confidences, labels)`` over paired resamples.
+
+    Resamples on which the metric is undefined (e.g. one class for AUROC) are skipped; if too
+    few remain (< half), a MetricError says so.
+    """
+    if not 0.0 < level < 1.0:
+        raise MetricError(f"level={level} must be in (0, 1)")
+    c, y = _prepare(confidences, labels)
+    point = metric(c, y)
+    rng = np.random.default_rng(seed)
+    stats: list[float] = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, c.size, c.size)
+        try:
+            stats.append(metric(c[idx], y[idx]))
+        except MetricError:
+            continue
+    if len(stats) < n_resamples / 2:
+        raise MetricError(f"only {len(stats)} of {n_resamples} resamples gave a defined value")
+    lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return Interval(value=point, low=float(lo), high=float(hi), n_resamples=len(stats))
