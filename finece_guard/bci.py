@@ -120,7 +120,9 @@ async def look_ahead(
     max_tokens_per_step: int = 64,
 ) -> LookAheadResult:
     """Sample ``width`` continuations of ``depth`` paragraphs, score them and integrate (eq. 5)."""
-    _check(alpha, width)
+    _check(alpha, 1)
+    if width < 1:
+        raise ConfigError(f"look-ahead width={width!r} must be at least 1 continuation")
     if depth < 1:
         raise ConfigError(f"look-ahead depth={depth!r} must be at least 1 paragraph")
     conts = await sampler.sample_continuations(

@@ -14,12 +14,15 @@ as one extra outcome, which gives a (still truncated) less biased value.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from finece_guard.errors import ConfigError
 from finece_guard.types import TokenEvent
+
+_BLANK_LINE_END = re.compile(r"\n[ \t]*\n[ \t]*$")
 
 
 @runtime_checkable
@@ -58,10 +61,11 @@ class ParagraphEnd:
         if not tokens or "\n" not in tokens[-1].text:
             return None
         if self.blank_line:
+            # the break that just arrived must close an empty line (``\n`` + blanks + ``\n``)
             tail = "".join(t.text for t in tokens[-3:])
-            if "\n\n" not in tail:
+            if not _BLANK_LINE_END.search(tail):
                 return None
-        content = sum(1 for t in tokens[len(tokens) - since_last :] if t.text.strip())
+        content = sum(1 for t in tokens[max(0, len(tokens) - since_last) :] if t.text.strip())
         if content < self.min_tokens:
             return None
         return "paragraph end"
@@ -108,7 +112,7 @@ class Entropy:
     name: str = "entropy"
 
     def __post_init__(self) -> None:
-        if self.threshold <= 0:
+        if not self.threshold > 0:  # also rejects NaN
             raise ConfigError(f"Entropy(threshold={self.threshold}): use a positive value in nats")
         if self.min_gap < 1:
             raise ConfigError(f"Entropy(min_gap={self.min_gap}): use 1 or more")

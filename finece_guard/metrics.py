@@ -71,8 +71,10 @@ def brier(confidences: Sequence[float] | Array, labels: Sequence[int | bool] | A
 def accuracy(labels: Sequence[int | bool] | Array) -> float:
     """Share of correct answers."""
     y = np.asarray(labels, dtype=np.float64)
-    if y.size == 0:
-        raise MetricError("no labels given")
+    if y.ndim != 1 or y.size == 0:
+        raise MetricError("no labels given: pass a non-empty 1-D sequence of 0/1")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise MetricError("labels must be 0/1 (or False/True)")
     return float(y.mean())
 
 
@@ -105,6 +107,8 @@ def bootstrap(
     """
     if not 0.0 < level < 1.0:
         raise MetricError(f"level={level} must be in (0, 1)")
+    if n_resamples < 1:
+        raise MetricError(f"n_resamples={n_resamples} must be at least 1 (1000 is typical)")
     c, y = _prepare(confidences, labels)
     point = metric(c, y)
     rng = np.random.default_rng(seed)

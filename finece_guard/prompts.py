@@ -54,6 +54,7 @@ def build_scorer_messages(
     """
     if not question.strip():
         raise ValueError("question must be a non-empty string")
+    kind = CheckpointKind(kind)
     if kind is CheckpointKind.QUESTION:
         answer = None
     elif answer is None:

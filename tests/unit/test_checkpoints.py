@@ -90,13 +90,6 @@ def test_paragraph_blank_line_still_respects_min_tokens() -> None:
     assert ParagraphEnd(blank_line=True, min_tokens=1).reason(t, since_last=3) == "paragraph end"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: blank_line=True looks for '\\n\\n' anywhere in the last 3 tokens, so an ordinary "
-        "line break fires when an earlier (ignored) blank line is still in that tail"
-    ),
-)
 def test_paragraph_blank_line_not_fooled_by_older_blank_line() -> None:
     # "a\n\n" was a blank line ignored for min_tokens; "bc\n" then ends a *non-empty* line.
     t = toks("a\n\n", "b", "c\n")
@@ -214,10 +207,6 @@ def test_entropy_invalid_config(kwargs: dict[str, float]) -> None:
         Entropy(**kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Entropy(threshold=nan) is accepted (nan <= 0 is False) and can never fire",
-)
 def test_entropy_nan_threshold_rejected() -> None:
     with pytest.raises(ConfigError):
         Entropy(threshold=math.nan)
@@ -274,10 +263,6 @@ def test_parse_strategy_invalid_value_keeps_specific_config_error(spec: str, mat
         parse_strategy(spec)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_strategy('entropy:nan') returns Entropy(threshold=nan), which never fires",
-)
 def test_parse_strategy_entropy_nan_rejected() -> None:
     with pytest.raises(ConfigError):
         parse_strategy("entropy:nan")

@@ -121,10 +121,6 @@ def test_accuracy_empty_raises() -> None:
         accuracy([])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: accuracy() does not validate labels like the other metrics (non-binary/NaN accepted)",
-)
 @pytest.mark.parametrize("labels", [[0, 2], [1, math.nan]])
 def test_accuracy_rejects_invalid_labels(labels: list[float]) -> None:
     with pytest.raises(MetricError):
@@ -247,10 +243,6 @@ def test_bootstrap_validates_inputs() -> None:
         bootstrap(brier, [], [])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: bootstrap(n_resamples=0) crashes with IndexError from np.quantile instead of MetricError",
-)
 def test_bootstrap_zero_resamples_raises_metric_error() -> None:
     with pytest.raises(MetricError):
         bootstrap(brier, RNG_CONF, RNG_LAB, n_resamples=0)
