@@ -40,6 +40,10 @@ def question_messages(question: str, system: str | None = None) -> list[Message]
 
 
 def _token_events(choice: dict[str, Any], start: int) -> list[TokenEvent]:
+    delta_text = (choice.get("delta") or {}).get("content")
+    if delta_text == "":
+        # vLLM reports the stop token (e.g. <|im_end|>) with logprobs but no text: not answer text
+        return []
     lp = choice.get("logprobs") or {}
     content = lp.get("content") or []
     if content:
@@ -52,8 +56,7 @@ def _token_events(choice: dict[str, Any], start: int) -> list[TokenEvent]:
             )
             for i, c in enumerate(content)
         ]
-    text = (choice.get("delta") or {}).get("content") or ""
-    return [TokenEvent(index=start, text=text)] if text else []
+    return [TokenEvent(index=start, text=delta_text)] if delta_text else []
 
 
 class OpenAICompatGenerator:

@@ -1,0 +1,1 @@
+"""Policies: pure ``decide(trace) -> Decision`` objects (abort, retry, retrieve, filter)."""
