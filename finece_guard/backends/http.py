@@ -23,6 +23,7 @@ from tenacity import (
     stop_after_delay,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 
 from finece_guard.errors import (
     BackendConnectionError,
@@ -67,9 +68,12 @@ class OpenAIHTTP:
         retries: int = 3,
         deadline_s: float | None = None,
         max_concurrency: int = 8,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url {base_url!r} must start with http:// or https:// (e.g. http://127.0.0.1:8011/v1)")
+            raise ConfigError(
+                f"base_url {base_url!r} must start with http:// or https:// (e.g. http://127.0.0.1:8011/v1)"
+            )
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency={max_concurrency} must be at least 1")
         self.base_url = base_url.rstrip("/")
@@ -78,6 +82,7 @@ class OpenAIHTTP:
         self.retries = retries
         self.deadline_s = deadline_s
         self.max_concurrency = max_concurrency
+        self.transport = transport
         self._per_loop: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, asyncio.Semaphore]] = {}
 
     def _state(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
@@ -91,6 +96,7 @@ class OpenAIHTTP:
                 timeout=self.timeout,
                 headers={"Authorization": f"Bearer {self.api_key}"},
                 limits=httpx.Limits(max_connections=max(self.max_concurrency * 2, 16)),
+                transport=self.transport,
             )
             entry = (loop, client, asyncio.Semaphore(self.max_concurrency))
             self._per_loop[id(loop)] = entry
@@ -104,12 +110,12 @@ class OpenAIHTTP:
             await entry[1].aclose()
 
     async def _retrying(self, fn: Callable[[], Awaitable[T]]) -> T:
-        stop = stop_after_attempt(self.retries + 1)
+        stop: stop_base = stop_after_attempt(self.retries + 1)
         if self.deadline_s is not None:
             stop = stop | stop_after_delay(self.deadline_s)
         async for attempt in AsyncRetrying(
             stop=stop,
-            wait=wait_exponential_jitter(initial=0.2, max=2.0),
+            wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
             retry=retry_if_exception(is_transient),
             reraise=True,
         ):

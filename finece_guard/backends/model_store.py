@@ -91,8 +91,8 @@ def _convert(gguf: Path, out: Path) -> None:
     cfg = AutoConfig.from_pretrained(src_dir, gguf_file=name)
     if hasattr(cfg, "quantization_config"):
         delattr(cfg, "quantization_config")
-    cfg.torch_dtype = torch.bfloat16
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    cfg.dtype = torch.bfloat16
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)  # type: ignore[no-untyped-call]
     model.load_state_dict(loaded.state_dict())
     model = model.to(torch.bfloat16)
     model.save_pretrained(out, safe_serialization=True)

@@ -90,9 +90,7 @@ class OpenAICompatScorer(BaseScorer):
             top = content[0]["top_logprobs"]
             pairs = [(str(t["token"]), float(t["logprob"])) for t in top]
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise ScoreReadoutError(
-                f"response has no top_logprobs for the score position: {str(body)[:300]}"
-            ) from exc
+            raise ScoreReadoutError(f"response has no top_logprobs for the score position: {str(body)[:300]}") from exc
         return self.scale.read(pairs, min_mass=self.min_mass)
 
     async def ascore(self, question: str, answer: str | None, kind: CheckpointKind) -> Score:
@@ -109,4 +107,3 @@ class OpenAICompatScorer(BaseScorer):
 
     async def aclose(self) -> None:
         await self.http.aclose()
-

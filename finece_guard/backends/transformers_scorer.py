@@ -41,7 +41,9 @@ class TransformersScorer(BaseScorer):
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:
-            raise SetupError("TransformersScorer needs torch and transformers: pip install 'finece-guard[local]'") from exc
+            raise SetupError(
+                "TransformersScorer needs torch and transformers: pip install 'finece-guard[local]'"
+            ) from exc
         if not (Path(model_dir) / "config.json").is_file():
             raise SetupError(f"{model_dir} is not a Hugging Face model folder (no config.json)")
         self._torch = torch
@@ -49,7 +51,7 @@ class TransformersScorer(BaseScorer):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
         if adapter_dir is not None:
             try:
                 from peft import PeftModel
@@ -67,10 +69,10 @@ class TransformersScorer(BaseScorer):
 
     def render(self, question: str, answer: str | None, kind: CheckpointKind) -> str:
         """The exact prompt text fed to the model."""
-        text: str = self.tokenizer.apply_chat_template(
+        text = self.tokenizer.apply_chat_template(
             build_scorer_messages(question, answer, kind), tokenize=False, continue_final_message=True
         )
-        return text
+        return str(text)
 
     def _forward(self, prompts: list[str]) -> list[list[tuple[str, float]]]:
         torch = self._torch
@@ -85,7 +87,9 @@ class TransformersScorer(BaseScorer):
                 top = torch.topk(logp, self.top_logprobs, dim=-1)
                 for vals, ids in zip(top.values.tolist(), top.indices.tolist(), strict=True):
                     toks = self.tokenizer.convert_ids_to_tokens(ids)
-                    out.append([(self.tokenizer.convert_tokens_to_string([t]), v) for t, v in zip(toks, vals, strict=True)])
+                    out.append(
+                        [(self.tokenizer.convert_tokens_to_string([t]), v) for t, v in zip(toks, vals, strict=True)]
+                    )
         return out
 
     async def ascore_many(

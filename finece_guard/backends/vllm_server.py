@@ -16,7 +16,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -88,6 +87,14 @@ def build_command(spec: ServeSpec) -> list[str]:
     return cmd + list(spec.extra_args)
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """Ask Linux to SIGTERM the server if the process that started it dies (even by SIGKILL)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _server_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -156,6 +163,7 @@ class VLLMServer:
                 stdin=subprocess.DEVNULL,
                 env=_server_env(),
                 start_new_session=True,  # own process group: stop() reaches every child
+                preexec_fn=_die_with_parent,  # and no orphaned server if our process is killed
             )
         try:
             self._wait_healthy(t0)
@@ -172,8 +180,7 @@ class VLLMServer:
                 assert self.process is not None
                 if self.process.poll() is not None:
                     raise ServerStartError(
-                        f"vLLM exited with code {self.process.returncode} during start-up "
-                        f"(full log: {self.log_path})",
+                        f"vLLM exited with code {self.process.returncode} during start-up (full log: {self.log_path})",
                         log_tail=self.log_tail(),
                     )
                 with contextlib.suppress(httpx.HTTPError):

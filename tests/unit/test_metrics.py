@@ -187,7 +187,7 @@ def test_bootstrap_interval_contains_point_estimate() -> None:
     assert iv.value == pytest.approx(auroc(RNG_CONF, RNG_LAB))
     assert iv.low <= iv.value <= iv.high
     assert iv.low < iv.high
-    assert 0.0 <= iv.low and iv.high <= 1.0
+    assert iv.low >= 0.0 and iv.high <= 1.0
 
 
 def test_bootstrap_brier_interval_contains_point_estimate() -> None:
