@@ -10,6 +10,7 @@ and SIGKILL after a grace period, so no engine process outlives it. Use it as a 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -39,7 +40,7 @@ class ServeSpec:
     max_model_len: int = 2048
     dtype: str = "bfloat16"
     max_logprobs: int = 20
-    max_lora_rank: int = 16
+    max_lora_rank: int | None = None  # None: the adapter's rank, rounded up to what vLLM supports
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -79,12 +80,46 @@ def build_command(spec: ServeSpec) -> list[str]:
         "--max-logprobs", str(spec.max_logprobs),
     ]  # fmt: skip
     if spec.adapter_dir is not None:
+        rank, targets = adapter_shape(spec.adapter_dir)
         cmd += [
             "--enable-lora",
-            "--max-lora-rank", str(spec.max_lora_rank),
+            "--max-lora-rank", str(spec.max_lora_rank or vllm_lora_rank(rank)),
             "--lora-modules", f"{spec.adapter_name}={spec.adapter_dir}",
         ]  # fmt: skip
+        if targets:
+            # vLLM-CPU gathers LoRA weights per token for every wrapped layer (MLP included) unless
+            # told which modules the adapter touches: measured 0.4 -> 1.8 scores/s at concurrency 16
+            cmd += ["--lora-target-modules", *targets]
     return cmd + list(spec.extra_args)
+
+
+#: ranks vLLM's LoRAConfig.max_lora_rank accepts (it pads an adapter up to this rank)
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def vllm_lora_rank(rank: int) -> int:
+    """The smallest rank vLLM accepts that fits an adapter of ``rank``."""
+    for r in VLLM_LORA_RANKS:
+        if r >= rank:
+            return r
+    raise ConfigError(f"LoRA rank {rank} exceeds vLLM's maximum {VLLM_LORA_RANKS[-1]}; train a smaller adapter")
+
+
+def adapter_shape(adapter_dir: Path) -> tuple[int, tuple[str, ...]]:
+    """(largest rank, target module names) read from a PEFT ``adapter_config.json``.
+
+    Target names are returned only when they are a plain list of module names (a regex or
+    ``"all-linear"`` cannot be passed to ``--lora-target-modules``).
+    """
+    path = adapter_dir / "adapter_config.json"
+    try:
+        cfg = json.loads(path.read_text())
+        rank = max([int(cfg.get("r", 8)), *(int(v) for v in (cfg.get("rank_pattern") or {}).values())])
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a readable PEFT adapter config: {exc}") from exc
+    raw = cfg.get("target_modules")
+    targets = tuple(str(t) for t in raw) if isinstance(raw, list) else ()
+    return rank, targets
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
