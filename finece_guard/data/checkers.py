@@ -352,6 +352,14 @@ def _explicit_label(answer: str, choices: Sequence[str]) -> int | None:
     return indices.pop() if len(indices) == 1 else None
 
 
+_LABELLED_LINE = re.compile(r"(?m)^\s*\(?([A-Z])[.)]\s")
+
+
+def _recites_options(answer: str) -> bool:
+    """True if two or more different option labels start lines of the answer."""
+    return len(set(_LABELLED_LINE.findall(answer))) >= 2
+
+
 def extract_choice(answer: str, choices: Sequence[str]) -> int | None:
     """Index of the option ``answer`` commits to, or None when that cannot be decided.
 
@@ -367,9 +375,15 @@ def extract_choice(answer: str, choices: Sequence[str]) -> int | None:
 
     A bare leading "A" is read as a label only when followed by ".", ")", ":", ",", the end of
     the text, a connector ("A because ...") or option A's own text, never in "A plant needs ...".
+
+    An answer that recites two or more options as labelled lines ("A. ...\nB. ...") commits to
+    nothing unless it names one after a marker (step 1): small models often just repeat the
+    option list, and reading its first line as a choice would count option A as an answer.
     """
     if not choices:
         return None
+    if _recites_options(answer):
+        return _after_marker_choice(answer, choices)
     steps: tuple[Callable[[str, Sequence[str]], int | None], ...] = (
         _after_marker_choice,
         _literal_option,

@@ -15,8 +15,11 @@ from enum import StrEnum
 
 from finece_guard.errors import ConfigError
 
-#: Last line of a multiple-choice prompt.
-CHOICE_INSTRUCTION = "Answer with the letter of the correct option, then explain briefly."
+#: Last line of a multiple-choice prompt. Measured on SmolLM2-135M (80 train questions each): with
+#: "answer with the letter, then explain" it recited the option list in 22-40 of 80 answers and
+#: scored 15% / 14% / 12.5% (ARC-Easy / SciQ-MC / CSQA); reasoning first and ending with
+#: "Answer: <letter>" cut recitals to 2-4 and scored 25% / 27.5% / 20%.
+CHOICE_INSTRUCTION = "Explain your reasoning briefly, then give the final answer as 'Answer: <letter>'."
 #: Last line of an open-question prompt (TriviaQA, NQ-Open, SciQ).
 OPEN_INSTRUCTION = "Answer briefly, then explain."
 #: Last line of a GSM8K prompt; the answer checker reads the number after "The answer is".
@@ -84,8 +87,8 @@ class QARecord:
         """The question as the generator sees it (the user turn), with the task's instruction."""
         head = CONTEXT_TEMPLATE.format(context=self.context) if with_context and self.context else ""
         if self.kind is AnswerKind.CHOICE:
-            options = "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(self.choices))
-            return f"{head}{self.question}\n{options}\n{CHOICE_INSTRUCTION}"
+            options = "\n".join(f"{LETTERS[i]}) {text}" for i, text in enumerate(self.choices))
+            return f"{head}Question: {self.question}\nOptions:\n{options}\n{CHOICE_INSTRUCTION}"
         if self.kind is AnswerKind.NUMERIC:
             return f"{head}{self.question}\n{MATH_INSTRUCTION}"
         return f"{head}{self.question}\n{OPEN_INSTRUCTION}"

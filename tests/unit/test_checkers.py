@@ -272,3 +272,15 @@ def test_kinds_dispatch() -> None:
     darwin = record("sciq_mc", "sciq_mc/a94a125f7258d255")
     assert is_correct(darwin, "A. darwin") and not is_correct(darwin, "Linnaeus")
     assert extract_final(darwin, "Linnaeus") == "C"
+
+
+def test_reciting_the_option_list_commits_to_nothing() -> None:
+    # real SmolLM2 output on ARC-Easy MCAS_2000_4_6: it repeats the options instead of choosing
+    choices = ("cellular telephone", "television", "refrigerator", "airplane")
+    recital = "A. cellular telephone\nB. television\nC. refrigerator\nD. airplane"
+    assert extract_choice(recital, choices) is None
+    assert extract_choice("A. cellular telephone\n\nC. refrigerator\n\nD. airplane", choices) is None
+    # ... unless it then names one after a marker
+    assert extract_choice(recital + "\nThe answer is D.", choices) == 3
+    # a single labelled line is still a choice
+    assert extract_choice("C. refrigerator\nIt keeps food cold.", choices) == 2

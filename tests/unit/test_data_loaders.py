@@ -172,11 +172,11 @@ def test_mmlu_exact_duplicates_get_suffixes_and_share_a_partition() -> None:
 def test_choice_prompt_renders_lettered_options() -> None:
     record = by_id("arc_easy", "arc_easy/MCAS_2000_4_6")
     assert record.prompt() == (
-        "Which technology was developed most recently?\n"
-        "A. cellular telephone\nB. television\nC. refrigerator\nD. airplane\n"
-        "Answer with the letter of the correct option, then explain briefly."
+        "Question: Which technology was developed most recently?\nOptions:\n"
+        "A) cellular telephone\nB) television\nC) refrigerator\nD) airplane\n"
+        "Explain your reasoning briefly, then give the final answer as 'Answer: <letter>'."
     )
-    assert CHOICE_INSTRUCTION == "Answer with the letter of the correct option, then explain briefly."
+    assert CHOICE_INSTRUCTION == "Explain your reasoning briefly, then give the final answer as 'Answer: <letter>'."
 
 
 def test_open_prompt_with_and_without_passage() -> None:
