@@ -1,4 +1,4 @@
-"""The ``finece-guard`` command line: serve, ask, setup, demo.
+"""The ``finece-guard`` command line: serve, ask, setup, demo, build-data.
 
 Every command reads the same settings (``FINECE_*`` environment variables, then options), and
 every command that starts a vLLM server stops it (process group, by PID) on exit, Ctrl-C or
@@ -8,26 +8,22 @@ SIGTERM. Library errors are printed as one clear message with exit code 2, not a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from finece_guard.backends.openai_generator import OpenAICompatGenerator
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
-from finece_guard.backends.stack import Stack, resolve_stack
-from finece_guard.backends.vllm_server import VLLMServer, free_port, port_is_free
+from finece_guard.backends.stack import resolve_stack
+from finece_guard.backends.vllm_server import VLLMServer, port_is_free
 from finece_guard.checkpoints import parse_strategy
+from finece_guard.commands.build_data import build_data
+from finece_guard.commands.common import announce, console, fail, server_for, sigterm_as_interrupt
 from finece_guard.config import FineCESettings, load_settings
 from finece_guard.errors import FineCEError, PortInUseError
 from finece_guard.monitor import stream_with_confidence
@@ -38,8 +34,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 DEMO_QUESTIONS = (
     "What is the chemical symbol for gold?",
@@ -47,70 +41,6 @@ DEMO_QUESTIONS = (
     "What gas do plants absorb from the air for photosynthesis? Explain in two short paragraphs.",
     "Who wrote the novel 'One Hundred Years of Solitude'?",
 )
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc}")
-    return typer.Exit(code=2)
-
-
-def _announce(stack: Stack, server: VLLMServer) -> None:
-    console.print(f"[bold green]vLLM is up[/] in {server.startup_s:.1f} s  (pid {server.pid}, log {server.log_path})")
-    console.print(f"  base URL   [bold]{server.base_url}[/]")
-    console.print(f"  generator  model=[bold]{stack.spec.served_name}[/]  ({stack.spec.model_dir})")
-    console.print(f"  scorer     model=[bold]{stack.spec.adapter_name}[/]  ({stack.spec.adapter_dir})")
-    if not stack.adapter_trained:
-        console.print(
-            "[bold yellow on red] WARNING: the FineCE adapter is UNTRAINED [/] it is a freshly initialised LoRA "
-            "(equal to the base model prompted with the FineCE instruction). Its scores are NOT calibrated "
-            "confidence. Train one with `finece-guard train` (training pipeline) or pass --adapter."
-        )
-
-
-def _server_is_ours(base_url: str, settings: FineCESettings) -> bool:
-    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-        r = httpx.get(f"{base_url}/models", timeout=2.0)
-        ids = {m["id"] for m in r.json()["data"]}
-        return {settings.generator_model, settings.scorer_model} <= ids
-    return False
-
-
-@contextlib.contextmanager
-def _server_for(settings: FineCESettings, base_url: str | None, quiet: bool) -> Iterator[str]:
-    """Yield a base URL: the given one, a running default server, or one started for this command."""
-    if base_url or settings.base_url:
-        yield (base_url or settings.base_url or "").rstrip("/")
-        return
-    default_url = f"http://{settings.host}:{settings.port}/v1"
-    if _server_is_ours(default_url, settings):
-        if not quiet:
-            console.print(f"[dim]using the server already running at {default_url}[/]")
-        yield default_url
-        return
-    port = settings.port if port_is_free(settings.host, settings.port) else free_port(settings.host)
-    stack = resolve_stack(settings, port=port)
-    if not quiet:
-        console.print(f"[dim]no server at {default_url}; starting vLLM on port {port} (takes ~30-60 s on CPU)...[/]")
-    server = VLLMServer(stack.spec, startup_timeout_s=settings.startup_timeout_s)
-    with _sigterm_as_interrupt(), server:
-        if not quiet:
-            _announce(stack, server)
-        yield server.base_url
-    if not quiet:
-        console.print("[dim]vLLM stopped.[/]")
 
 
 @app.command()
@@ -138,24 +68,24 @@ def serve(
             settings, model=model, adapter=adapter, served_name=served_model_name, extra_args=tuple(extra_arg or ())
         )
         server = VLLMServer(stack.spec, startup_timeout_s=settings.startup_timeout_s)
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             try:
                 console.print(
                     f"[dim]starting vLLM: {stack.spec.model_dir.name} + adapter on {host}:{stack.spec.port}[/]"
                 )
                 server.start()
-                _announce(stack, server)
+                announce(stack, server)
                 console.print("[dim]Ctrl-C to stop.[/]")
                 while server.process is not None and server.process.poll() is None:
                     time.sleep(0.5)
                 if server.process is not None:
-                    raise _fail(RuntimeError(f"vLLM exited with code {server.process.returncode}\n{server.log_tail()}"))
+                    raise fail(RuntimeError(f"vLLM exited with code {server.process.returncode}\n{server.log_tail()}"))
             except KeyboardInterrupt:
                 console.print("\n[dim]stopping vLLM...[/]")
             finally:
                 server.stop()
     except FineCEError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 def _render_checkpoint(sc: ScoredCheckpoint) -> str:
@@ -228,7 +158,7 @@ def _run_questions(
     questions: list[str], base_url: str | None, strategy: str, max_tokens: int, as_json: bool, overrides: dict[str, Any]
 ) -> list[Trace]:
     settings = load_settings(**overrides)
-    with _server_for(settings, base_url, quiet=as_json) as url:
+    with server_for(settings, base_url, quiet=as_json) as url:
         return [asyncio.run(_ask_one(q, url, settings, strategy, max_tokens, as_json)) for q in questions]
 
 
@@ -252,7 +182,7 @@ def ask(
     try:
         _run_questions(question, base_url, checkpoints, max_tokens, as_json, {"bci_alpha": alpha, "bci_window": window})
     except FineCEError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     except KeyboardInterrupt:
         raise typer.Exit(code=130) from None
 
@@ -269,7 +199,7 @@ def setup() -> None:
         console.print(f"vLLM     {stack.spec.python}")
         console.print(f"ready in {time.monotonic() - t0:.1f} s")
     except FineCEError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @app.command()
@@ -282,7 +212,7 @@ def demo(
     try:
         traces = _run_questions(list(DEMO_QUESTIONS), base_url, checkpoints, max_tokens, False, {})
     except FineCEError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     except KeyboardInterrupt:
         raise typer.Exit(code=130) from None
     table = Table(title="demo summary")
@@ -297,7 +227,10 @@ def demo(
         )  # fmt: skip
     console.print(table)
     if any(not any(s is not None for s in t.raw_scores) for t in traces):
-        raise _fail(RuntimeError("some answers got no score at all; see the errors above"))
+        raise fail(RuntimeError("some answers got no score at all; see the errors above"))
+
+
+app.command("build-data")(build_data)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -18,10 +18,14 @@ of it) and never a transport library's type. Messages say what to do next.
     │   ├── BackendTimeoutError            no answer within the configured timeout
     │   ├── BackendHTTPError               HTTP status >= 400 (status and body kept)
     │   └── ScoreReadoutError              response carried no usable score token
-    └── MetricError (also ValueError)      empty, mismatched or single-class inputs
+    ├── MetricError (also ValueError)      empty, mismatched or single-class inputs
+    └── GenerationAborted                  a policy stopped a streaming generation (carries
+                                           the decision and the run id; the trace is kept)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class FineCEError(Exception):
@@ -89,3 +93,17 @@ class ScoreReadoutError(BackendError):
 
 class MetricError(FineCEError, ValueError):
     """Metric inputs are empty, of different lengths, or single-class where two are needed."""
+
+
+class GenerationAborted(FineCEError):
+    """A policy aborted a streaming generation.
+
+    Raised from the callback handler's token callback (``raise_error=True``) so that LangChain
+    propagates it and closes the stream, which cancels the request in vLLM. ``decision`` is the
+    policy's :class:`~finece_guard.policies.Decision`; the run's trace is kept by the handler.
+    """
+
+    def __init__(self, decision: Any, run_id: Any = None) -> None:
+        super().__init__(f"generation aborted by {getattr(decision, 'policy', '?')}: {getattr(decision, 'reason', '')}")
+        self.decision = decision
+        self.run_id = run_id

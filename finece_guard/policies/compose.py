@@ -1,0 +1,79 @@
+"""How a list of policies becomes one decision, and the budgets that bound every guarded run.
+
+Precedence (fixed, so any combination is predictable):
+
+1. **While streaming** only ``ABORT`` acts: the first policy in list order that says abort wins.
+2. **When an attempt ends**, regeneration comes first: the first policy in list order that asks
+   for ``RETRY`` or ``RETRIEVE`` wins, *if the budget allows it* (a retrieval also needs a
+   retriever). Otherwise the run stops.
+3. **The verdict** on the answer the guard keeps: ``REJECT`` if any policy rejects (the first
+   one's reason is reported), else ``ACCEPT``. With no filter policy every answer is accepted.
+
+:class:`Budget` caps attempts, retrievals and total generated tokens for the whole run, whatever
+the policies ask, so no combination can loop forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from finece_guard.policies import _validate
+from finece_guard.policies.base import CONTINUE, Action, Decision, Policy, PolicyView
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Global caps for one guarded run (all attempts together)."""
+
+    max_attempts: int = 3
+    max_retrievals: int = 2
+    max_tokens: int = 4096
+
+    def __post_init__(self) -> None:
+        _validate.at_least("max_attempts", self.max_attempts, 1)
+        _validate.at_least("max_retrievals", self.max_retrievals, 0)
+        _validate.at_least("max_tokens", self.max_tokens, 1)
+
+
+def decide_in_stream(policies: Sequence[Policy], view: PolicyView) -> Decision:
+    """The first ABORT among the policies, else CONTINUE."""
+    for policy in policies:
+        decision = policy.decide(view)
+        if decision.action is Action.ABORT:
+            return decision
+    return CONTINUE
+
+
+def decide_regeneration(
+    policies: Sequence[Policy], view: PolicyView, budget: Budget, *, tokens_used: int, can_retrieve: bool
+) -> tuple[Decision, list[str]]:
+    """The first RETRY/RETRIEVE the budget allows, else CONTINUE; plus why others were refused."""
+    refused: list[str] = []
+    for policy in policies:
+        decision = policy.decide(view)
+        if decision.action not in (Action.RETRY, Action.RETRIEVE):
+            continue
+        if view.attempts_used >= budget.max_attempts:
+            refused.append(f"{decision.policy}: budget max_attempts={budget.max_attempts} reached")
+        elif tokens_used >= budget.max_tokens:
+            refused.append(f"{decision.policy}: budget max_tokens={budget.max_tokens} reached ({tokens_used} used)")
+        elif decision.action is Action.RETRIEVE and not can_retrieve:
+            refused.append(f"{decision.policy}: no retriever configured")
+        elif decision.action is Action.RETRIEVE and view.retrievals_used >= budget.max_retrievals:
+            refused.append(f"{decision.policy}: budget max_retrievals={budget.max_retrievals} reached")
+        else:
+            return decision, refused
+    return CONTINUE, refused
+
+
+def decide_verdict(policies: Sequence[Policy], view: PolicyView) -> Decision:
+    """REJECT if any policy rejects, else the first ACCEPT, else an implicit accept."""
+    accept: Decision | None = None
+    for policy in policies:
+        decision = policy.decide(view)
+        if decision.action is Action.REJECT:
+            return decision
+        if decision.action is Action.ACCEPT and accept is None:
+            accept = decision
+    return accept or Decision(Action.ACCEPT, "no acceptance policy", "default", view.confidence)
