@@ -11,6 +11,7 @@ from finece_guard.backends.openai_scorer import OpenAICompatScorer
 from finece_guard.backends.transformers_scorer import TransformersScorer
 from finece_guard.backends.vllm_server import ServeSpec, VLLMServer
 from finece_guard.bci import integrate_paths, look_ahead, refine
+from finece_guard.callbacks.handler import FineCECallbackHandler
 from finece_guard.checkpoints import CheckpointStrategy, Entropy, ParagraphEnd, Periodic, parse_strategy
 from finece_guard.config import FineCESettings, load_settings
 from finece_guard.errors import (
@@ -21,6 +22,7 @@ from finece_guard.errors import (
     BackendTimeoutError,
     ConfigError,
     FineCEError,
+    GenerationAborted,
     MetricError,
     PortInUseError,
     ScoreReadoutError,
@@ -28,35 +30,62 @@ from finece_guard.errors import (
     ServerStartError,
     SetupError,
 )
+from finece_guard.guard import Attempt, FineCEGuard, GuardResult, GuardTrace
 from finece_guard.metrics import Interval, accuracy, auroc, bootstrap, brier, ece
 from finece_guard.monitor import RunMonitor, stream_with_confidence
+from finece_guard.policies import (
+    AbortBelow,
+    AcceptAbove,
+    Action,
+    Budget,
+    Decision,
+    Policy,
+    PolicyView,
+    RetrieveBelow,
+    RetryBelow,
+)
 from finece_guard.prompts import ScoreScale, build_scorer_messages
 from finece_guard.types import Checkpoint, CheckpointKind, Score, ScoredCheckpoint, TokenEvent, Trace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AbortBelow",
+    "AcceptAbove",
+    "Action",
     "AdapterManifest",
     "AdapterMismatchError",
+    "Attempt",
     "BackendConnectionError",
     "BackendError",
     "BackendHTTPError",
     "BackendTimeoutError",
     "BaseScorer",
+    "Budget",
     "Checkpoint",
     "CheckpointKind",
     "CheckpointStrategy",
     "ConfigError",
+    "Decision",
     "Entropy",
+    "FineCECallbackHandler",
     "FineCEError",
+    "FineCEGuard",
     "FineCESettings",
+    "GenerationAborted",
+    "GuardResult",
+    "GuardTrace",
     "Interval",
     "MetricError",
     "OpenAICompatGenerator",
     "OpenAICompatScorer",
     "ParagraphEnd",
     "Periodic",
+    "Policy",
+    "PolicyView",
     "PortInUseError",
+    "RetrieveBelow",
+    "RetryBelow",
     "RunMonitor",
     "Score",
     "ScoreReadoutError",

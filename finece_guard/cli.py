@@ -1,4 +1,4 @@
-"""The ``finece-guard`` command line: serve, ask, setup, demo, build-data.
+"""The ``finece-guard`` command line: serve, ask, setup, demo, build-data, train.
 
 Every command reads the same settings (``FINECE_*`` environment variables, then options), and
 every command that starts a vLLM server stops it (process group, by PID) on exit, Ctrl-C or
@@ -24,6 +24,8 @@ from finece_guard.backends.vllm_server import VLLMServer, port_is_free
 from finece_guard.checkpoints import parse_strategy
 from finece_guard.commands.build_data import build_data
 from finece_guard.commands.common import announce, console, fail, server_for, sigterm_as_interrupt
+from finece_guard.commands.demo import demo
+from finece_guard.commands.train import train
 from finece_guard.config import FineCESettings, load_settings
 from finece_guard.errors import FineCEError, PortInUseError
 from finece_guard.monitor import stream_with_confidence
@@ -33,13 +35,6 @@ app = typer.Typer(
     help="FineCE confidence guards for LangChain + vLLM. Start with `finece-guard serve` or `finece-guard ask`.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-)
-
-DEMO_QUESTIONS = (
-    "What is the chemical symbol for gold?",
-    "Which planet is known as the Red Planet?",
-    "What gas do plants absorb from the air for photosynthesis? Explain in two short paragraphs.",
-    "Who wrote the novel 'One Hundred Years of Solitude'?",
 )
 
 
@@ -202,35 +197,9 @@ def setup() -> None:
         raise fail(exc) from exc
 
 
-@app.command()
-def demo(
-    base_url: Annotated[str | None, typer.Option(help="existing server instead of starting one")] = None,
-    checkpoints: Annotated[str, typer.Option(help="checkpoint strategy")] = "paragraph",
-    max_tokens: Annotated[int, typer.Option(min=1)] = 120,
-) -> None:
-    """Ask a few built-in questions against the embedded default, printing checkpoints and scores."""
-    try:
-        traces = _run_questions(list(DEMO_QUESTIONS), base_url, checkpoints, max_tokens, False, {})
-    except FineCEError as exc:
-        raise fail(exc) from exc
-    except KeyboardInterrupt:
-        raise typer.Exit(code=130) from None
-    table = Table(title="demo summary")
-    for col in ("question", "tokens", "checkpoints", "scored", "first raw", "final refined"):
-        table.add_column(col)
-    for t in traces:
-        scored = [s for s in t.raw_scores if s is not None]
-        final = t.refined[-1] if t.refined else None
-        table.add_row(
-            t.question[:50], str(t.n_tokens), str(len(t.checkpoints)), str(len(scored)),
-            f"{scored[0]:.3f}" if scored else "-", f"{final:.3f}" if final is not None else "-",
-        )  # fmt: skip
-    console.print(table)
-    if any(not any(s is not None for s in t.raw_scores) for t in traces):
-        raise fail(RuntimeError("some answers got no score at all; see the errors above"))
-
-
 app.command("build-data")(build_data)
+app.command("train")(train)
+app.command("demo")(demo)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -30,7 +30,7 @@ Streaming (``astream``/``stream``) has two documented modes:
 
 In both modes ``astream_events(version="v2")`` shows custom events ``finece_checkpoint`` (each
 scored checkpoint, for a live confidence bar), ``finece_decision``, ``finece_restart`` and
-``finece_result``.
+``finece_result`` (its data holds the summary and, under ``"result"``, the :class:`GuardResult`).
 
 Scorer failures never hang the run (per-request timeouts, and a deadline for pending scores)
 and never lose the answer: ``on_scorer_error="open"`` accepts it with ``scoring_failed`` set and a
@@ -44,7 +44,7 @@ import dataclasses
 import queue
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -450,7 +450,7 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
         if result.scoring_failed:
             await self._emit("finece_scoring_failed", {"errors": list(result.trace.scoring_errors),
                                                        "mode": self.on_scorer_error}, config)  # fmt: skip
-        await self._emit("finece_result", dict(result.response_metadata["finece_guard"]), config)
+        await self._emit("finece_result", {**result.response_metadata["finece_guard"], "result": result}, config)
 
     # ------------------------------------------------------------ Runnable API
     async def _ainvoke(
@@ -503,11 +503,11 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
             yield chunk
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> GuardResult:
-        """Sync wrapper of :meth:`ainvoke` (runs it on a private event loop)."""
+        """Sync wrapper of :meth:`ainvoke` (runs on the guards' shared background event loop)."""
         return cast(GuardResult, _run_blocking(lambda: self.ainvoke(input, config, **kwargs)))
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[BaseMessage]:
-        """Sync wrapper of :meth:`astream` (a private event loop on a worker thread)."""
+        """Sync wrapper of :meth:`astream` (runs on the guards' shared background event loop)."""
         q: queue.Queue[tuple[str, Any]] = queue.Queue()
 
         async def pump() -> None:
@@ -519,8 +519,7 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
             else:
                 q.put(("done", None))
 
-        thread = threading.Thread(target=lambda: asyncio.run(pump()), name="finece-guard-stream", daemon=True)
-        thread.start()
+        future = asyncio.run_coroutine_threadsafe(pump(), _SyncLoop.get())
         try:
             while True:
                 kind, item = q.get()
@@ -531,26 +530,30 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
                 else:
                     return
         finally:
-            thread.join(timeout=60)
+            future.cancel()
 
 
-def _run_blocking(make: Callable[[], Any]) -> Any:
-    """Run a coroutine from sync code, also when the calling thread already runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    box: dict[str, Any] = {}
+class _SyncLoop:
+    """One event loop on a daemon thread that every sync call of every guard shares.
 
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(make())
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
+    A fresh loop per sync call (``asyncio.run``) would break clients that cache an async HTTP
+    client bound to the first loop that used it (langchain-openai does), so the sync wrappers
+    always run on this one long-lived loop.
+    """
 
-    thread = threading.Thread(target=target, name="finece-guard-invoke")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None or cls._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="finece-guard-sync", daemon=True).start()
+                cls._loop = loop
+            return cls._loop
+
+
+def _run_blocking(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run a coroutine from sync code on the shared background loop and wait for its result."""
+    return asyncio.run_coroutine_threadsafe(make(), _SyncLoop.get()).result()

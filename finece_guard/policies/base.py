@@ -103,6 +103,7 @@ class PolicyView:
 class Policy(Protocol):
     """Anything with a ``name`` and a pure ``decide``."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def decide(self, view: PolicyView) -> Decision: ...

@@ -3,10 +3,12 @@
 import finece_guard
 
 EXPECTED = [
-    "AdapterManifest", "AdapterMismatchError", "BackendConnectionError", "BackendError", "BackendHTTPError",
-    "BackendTimeoutError", "BaseScorer", "Checkpoint", "CheckpointKind", "CheckpointStrategy", "ConfigError",
-    "Entropy", "FineCEError", "FineCESettings", "Interval", "MetricError", "OpenAICompatGenerator",
-    "OpenAICompatScorer", "ParagraphEnd", "Periodic", "PortInUseError", "RunMonitor", "Score",
+    "AbortBelow", "AcceptAbove", "Action", "AdapterManifest", "AdapterMismatchError", "Attempt",
+    "BackendConnectionError", "BackendError", "BackendHTTPError", "BackendTimeoutError", "BaseScorer", "Budget",
+    "Checkpoint", "CheckpointKind", "CheckpointStrategy", "ConfigError", "Decision", "Entropy",
+    "FineCECallbackHandler", "FineCEError", "FineCEGuard", "FineCESettings", "GenerationAborted", "GuardResult",
+    "GuardTrace", "Interval", "MetricError", "OpenAICompatGenerator", "OpenAICompatScorer", "ParagraphEnd",
+    "Periodic", "Policy", "PolicyView", "PortInUseError", "RetrieveBelow", "RetryBelow", "RunMonitor", "Score",
     "ScoreReadoutError", "ScoreScale", "ScoredCheckpoint", "ServeSpec", "ServerError", "ServerStartError",
     "SetupError", "TokenEvent", "Trace", "TransformersScorer", "VLLMServer", "accuracy", "auroc", "bootstrap",
     "brier", "build_scorer_messages", "check_binding", "ece", "integrate_paths", "load_settings", "look_ahead",
@@ -30,5 +32,6 @@ def test_exception_tree() -> None:
     assert issubclass(e.ConfigError, ValueError) and issubclass(e.ConfigError, e.FineCEError)
     assert issubclass(e.PortInUseError, e.ServerError)
     assert issubclass(e.ScoreReadoutError, e.BackendError)
+    assert issubclass(e.GenerationAborted, e.FineCEError)
     for cls in (e.BackendConnectionError, e.BackendTimeoutError, e.BackendHTTPError):
         assert issubclass(cls, e.BackendError)
