@@ -88,10 +88,14 @@ class Attempt:
 
     @property
     def confidence(self) -> float | None:
-        """Final confidence of this attempt (None when aborted or unscored)."""
-        if self.aborted is not None or not self.trace.finished:
+        """Final confidence of this attempt: the score of its last state (None when aborted, failed or unscored).
+
+        An answer cut by the token limit (``finish_reason == "length"``) still has one: it is the
+        text the caller gets.
+        """
+        if self.aborted is not None or self.error is not None or not self.trace.checkpoints:
             return None
-        return self.trace.final_confidence
+        return self.trace.checkpoints[-1].score.value if self.trace.checkpoints[-1].score else None
 
 
 @dataclass(frozen=True)
@@ -389,7 +393,7 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
             question=trace.question, text=trace.answer, n_tokens=trace.n_tokens, checkpoints=trace.checkpoints,
             raw=trace.raw_scores, refined=trace.refined, phase="attempt_end", attempt=number,
             attempts_used=number, retrievals_used=retrievals, finished=trace.finished and aborted is None,
-            aborted=aborted is not None or not trace.finished,
+            aborted=aborted is not None or (trace.finish_reason or "").startswith(("aborted", "error")),
             scoring_failed=bool(trace.checkpoints) and trace.checkpoints[-1].score is None,
         )  # fmt: skip
 
@@ -428,9 +432,11 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
             scoring_errors=errors, seconds=seconds,
         )  # fmt: skip
         accepted = verdict.action is Action.ACCEPT
+        # an aborted answer reports its last scored state; a finished one only its final state
+        confidence = kept.trace.final_confidence if kept.aborted is not None else kept.confidence
         refined = [v for v in kept.trace.refined if v is not None]
         summary = {
-            "accepted": accepted, "confidence": kept.trace.final_confidence,
+            "accepted": accepted, "confidence": confidence,
             "refined_confidence": refined[-1] if refined else None, "reason": verdict.reason,
             "attempts": len(attempts), "kept": kept.number, "tokens_generated": gt.tokens_generated,
             "retrieved_ids": list(gt.retrieved_ids), "scoring_failed": scoring_failed,
@@ -439,7 +445,7 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
             content=kept.trace.answer if accepted else self.fallback,
             answer=kept.trace.answer,
             accepted=accepted,
-            confidence=kept.trace.final_confidence,
+            confidence=confidence,
             refined_confidence=refined[-1] if refined else None,
             reason=verdict.reason,
             guard_trace=gt,

@@ -9,8 +9,11 @@ with the offline MiniLM embeddings. Abort is checked against the server's own to
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -213,7 +216,24 @@ async def test_hung_scorer_never_holds_the_run_past_the_deadline(vllm_server, si
 
 
 def test_sync_invoke_twice_with_chatopenai(vllm_server) -> None:
-    """The sync wrapper reuses one loop, so langchain-openai's cached async client keeps working."""
-    guard = FineCEGuard(_llm(vllm_server.base_url, max_tokens=8), scorer=OpenAICompatScorer(vllm_server.base_url))
-    first, second = guard.invoke("Name a fruit."), guard.invoke("Name a fruit.")
-    assert first.answer == second.answer and first.confidence is not None and second.confidence is not None
+    """Plain sync user code (its own process, no event loop): two invokes in a row both work.
+
+    The sync wrappers share one background loop, so langchain-openai's cached async client
+    (bound to the first loop that used it) keeps working across calls.
+    """
+    script = f"""
+import json
+from langchain_openai import ChatOpenAI
+from finece_guard import FineCEGuard, OpenAICompatScorer
+url = {vllm_server.base_url!r}
+llm = ChatOpenAI(base_url=url, api_key="EMPTY", model={DEFAULT_GENERATOR!r}, temperature=0, max_tokens=8,
+                 logprobs=True, top_logprobs=5)
+guard = FineCEGuard(llm, scorer=OpenAICompatScorer(url))
+a, b = guard.invoke("Name a fruit."), guard.invoke("Name a fruit.")
+print(json.dumps([[r.answer, r.confidence, [x.error for x in r.attempts]] for r in (a, b)]))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (a_text, a_conf, a_err), (b_text, b_conf, b_err) = json.loads(out.stdout.strip().splitlines()[-1])
+    assert a_text and a_text == b_text and a_err == [None] and b_err == [None]
+    assert a_conf is not None and b_conf is not None
