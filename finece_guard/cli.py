@@ -1,4 +1,4 @@
-"""The ``finece-guard`` command line: serve, ask, setup, demo, build-data, train.
+"""The ``finece-guard`` command line: serve, ask, setup, demo, build-data, train, eval.
 
 Every command reads the same settings (``FINECE_*`` environment variables, then options), and
 every command that starts a vLLM server stops it (process group, by PID) on exit, Ctrl-C or
@@ -25,6 +25,7 @@ from finece_guard.checkpoints import parse_strategy
 from finece_guard.commands.build_data import build_data
 from finece_guard.commands.common import announce, console, fail, server_for, sigterm_as_interrupt
 from finece_guard.commands.demo import demo
+from finece_guard.commands.eval import eval_command
 from finece_guard.commands.train import train
 from finece_guard.config import FineCESettings, load_settings
 from finece_guard.errors import FineCEError, PortInUseError
@@ -200,6 +201,7 @@ def setup() -> None:
 app.command("build-data")(build_data)
 app.command("train")(train)
 app.command("demo")(demo)
+app.command("eval")(eval_command)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -54,7 +54,8 @@ class Score:
     ``value`` is in [0, 1]; ``spread`` is the standard deviation of the score distribution;
     ``mass`` is the share of probability the scorer put on score tokens at all (low mass means
     the scorer barely answered with a score); ``distribution`` maps score levels to their
-    renormalised probabilities.
+    renormalised probabilities. When a recalibrator was applied, ``value`` is the recalibrated
+    confidence and ``raw_value`` the scorer's own expected value (``None``: not recalibrated).
     """
 
     value: float
@@ -62,10 +63,13 @@ class Score:
     mass: float
     distribution: tuple[tuple[float, float], ...] = ()
     latency_s: float = 0.0
+    raw_value: float | None = None
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.value <= 1.0) or math.isnan(self.value):
             raise ValueError(f"score value must be in [0, 1], got {self.value!r}")
+        if self.raw_value is not None and (not (0.0 <= self.raw_value <= 1.0) or math.isnan(self.raw_value)):
+            raise ValueError(f"score raw_value must be in [0, 1] or None, got {self.raw_value!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,20 +2,38 @@
 
 A scorer turns a state (question; question + partial answer; question + full answer) into a
 :class:`~finece_guard.types.Score`. Backends implement only ``ascore``; batching with bounded
-concurrency and the sync wrappers come from :class:`BaseScorer`.
+concurrency and the sync wrappers come from :class:`BaseScorer`. :func:`recalibrated` is how a
+backend applies an optional recalibrator (e.g. the adapter's ``recalibration.json``) to a score.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from finece_guard.backends.http import run_sync
 from finece_guard.types import CheckpointKind, Score
 
 #: (question, answer or None, kind)
 ScoreRequest = tuple[str, str | None, CheckpointKind]
+
+#: Maps a raw confidence in [0, 1] to a recalibrated one, e.g. a fitted
+#: :class:`~finece_guard.evaluation.recalibration.Recalibrator` (which is callable).
+ScoreMap = Callable[[float], float]
+
+
+def recalibrated(score: Score, recalibrator: ScoreMap | None) -> Score:
+    """``score`` with ``value`` mapped by ``recalibrator`` and the scorer's own value kept in ``raw_value``.
+
+    No recalibrator returns ``score`` unchanged (``raw_value`` stays None). The mapped value is
+    clipped to [0, 1].
+    """
+    if recalibrator is None:
+        return score
+    value = min(1.0, max(0.0, float(recalibrator(score.value))))
+    return dataclasses.replace(score, value=value, raw_value=score.value)
 
 
 class BaseScorer(ABC):

@@ -4,7 +4,10 @@ One request per state: the scorer prompt from :mod:`finece_guard.prompts`, the a
 pre-filled with the score prefix (``continue_final_message``, a vLLM chat extension), one
 output token at temperature 0 with ``top_logprobs``; the score is the expected value over the
 score tokens' probabilities at that position. Prefix caching in vLLM makes re-scoring a growing
-answer cheap (same question and instruction, longer answer).
+answer cheap (same question and instruction, longer answer). An optional ``recalibrator``
+(e.g. the adapter's ``recalibration.json``, see
+:func:`finece_guard.evaluation.recalibration.recalibrator_for_adapter`) maps each value; the raw
+expected value stays in ``Score.raw_value``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from finece_guard.backends.base import BaseScorer
+from finece_guard.backends.base import BaseScorer, ScoreMap, recalibrated
 from finece_guard.backends.http import OpenAIHTTP
 from finece_guard.config import FineCESettings
 from finece_guard.errors import ConfigError, ScoreReadoutError
@@ -37,6 +40,7 @@ class OpenAICompatScorer(BaseScorer):
         deadline_s: float | None = None,
         max_concurrency: int = 8,
         scale: ScoreScale = DEFAULT_SCALE,
+        recalibrator: ScoreMap | None = None,
     ) -> None:
         self.http = OpenAIHTTP(
             base_url,
@@ -52,9 +56,12 @@ class OpenAICompatScorer(BaseScorer):
         self.min_mass = min_mass
         self.scale = scale
         self.max_concurrency = max_concurrency
+        self.recalibrator = recalibrator
 
     @classmethod
-    def from_settings(cls, settings: FineCESettings, base_url: str | None = None) -> OpenAICompatScorer:
+    def from_settings(
+        cls, settings: FineCESettings, base_url: str | None = None, *, recalibrator: ScoreMap | None = None
+    ) -> OpenAICompatScorer:
         url = base_url or settings.base_url
         if url is None:
             raise ConfigError("no server URL: pass base_url or set FINECE_BASE_URL (e.g. http://127.0.0.1:8011/v1)")
@@ -68,6 +75,7 @@ class OpenAICompatScorer(BaseScorer):
             connect_timeout_s=settings.connect_timeout_s,
             retries=settings.retries,
             max_concurrency=settings.max_concurrency,
+            recalibrator=recalibrator,
         )
 
     def payload(self, question: str, answer: str | None, kind: CheckpointKind) -> dict[str, Any]:
@@ -97,13 +105,14 @@ class OpenAICompatScorer(BaseScorer):
         t0 = time.perf_counter()
         body = await self.http.post_json("/chat/completions", self.payload(question, answer, kind))
         score = self.read(body)
-        return Score(
+        raw = Score(
             value=score.value,
             spread=score.spread,
             mass=score.mass,
             distribution=score.distribution,
             latency_s=time.perf_counter() - t0,
         )
+        return recalibrated(raw, self.recalibrator)
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -5,7 +5,8 @@ served scorer reads what the model really says. Same prompt (:func:`build_scorer
 rendered with the model's chat template, assistant turn continued) and the same readout (expected
 value over the score tokens among the top-k next-token log-probabilities) as the vLLM scorer.
 Requests are batched (left padding) and the forward pass runs in a worker thread, so the event
-loop never blocks; one lock serialises use of the model.
+loop never blocks; one lock serialises use of the model. An optional ``recalibrator`` maps each
+value as in the vLLM scorer (raw expected value kept in ``Score.raw_value``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from finece_guard.backends.base import BaseScorer, ScoreRequest
+from finece_guard.backends.base import BaseScorer, ScoreMap, ScoreRequest, recalibrated
 from finece_guard.errors import FineCEError, SetupError
 from finece_guard.prompts import DEFAULT_SCALE, ScoreScale, build_scorer_messages
 from finece_guard.types import CheckpointKind, Score
@@ -36,6 +37,7 @@ class TransformersScorer(BaseScorer):
         min_mass: float = 0.01,
         device: str = "cpu",
         scale: ScoreScale = DEFAULT_SCALE,
+        recalibrator: ScoreMap | None = None,
     ) -> None:
         try:
             import torch
@@ -65,6 +67,7 @@ class TransformersScorer(BaseScorer):
         self.min_mass = min_mass
         self.scale = scale
         self.max_concurrency = batch_size
+        self.recalibrator = recalibrator
         self._lock = threading.Lock()
 
     def render(self, question: str, answer: str | None, kind: CheckpointKind) -> str:
@@ -103,7 +106,8 @@ class TransformersScorer(BaseScorer):
         for top in tops:
             try:
                 s = self.scale.read(top, min_mass=self.min_mass)
-                results.append(Score(s.value, s.spread, s.mass, s.distribution, latency))
+                raw = Score(s.value, s.spread, s.mass, s.distribution, latency)
+                results.append(recalibrated(raw, self.recalibrator))
             except FineCEError as exc:
                 if not return_exceptions:
                     raise

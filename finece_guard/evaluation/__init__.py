@@ -10,6 +10,10 @@ the pure, model-free parts of that; the harness does generation and HTTP calls.
 * :mod:`.recalibration`: isotonic and Platt recalibrators saved as JSON.
 * :mod:`.thresholds`: accuracy-coverage and early-abort trade-offs, suggested thresholds.
 * :mod:`.plots`: reliability diagram, accuracy-coverage curves, confidence traces (needs matplotlib).
+
+Not imported here (they do I/O and pull in the data loaders): :mod:`.harness`, which generates and
+scores answers into resumable JSONL records, and :mod:`.report`, which turns records into the
+paper-shaped tables, threshold suggestions and figures (``finece-guard eval``).
 """
 
 from finece_guard.evaluation.baselines import (
@@ -34,6 +38,7 @@ from finece_guard.evaluation.recalibration import (
     PlattRecalibrator,
     Recalibrator,
     load_recalibrator,
+    recalibrator_for_adapter,
     recalibrator_from_dict,
 )
 from finece_guard.evaluation.thresholds import (
@@ -69,6 +74,7 @@ __all__ = [
     "parse_verbalized",
     "ptrue_messages",
     "read_ptrue",
+    "recalibrator_for_adapter",
     "recalibrator_from_dict",
     "reliability_diagram",
     "self_consistency",

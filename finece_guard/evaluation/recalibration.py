@@ -8,6 +8,10 @@ sklearn object and cannot execute code, and the stored numbers reproduce the out
 
 Fit on one split, evaluate on another; fitting and evaluating on the same answers overstates
 calibration.
+
+A recalibrator fitted for a FineCE adapter is saved next to it (``<adapter>/recalibration.json``,
+``finece-guard eval --fit-recalibration``); :func:`recalibrator_for_adapter` loads it when present,
+and the scorers take it as ``recalibrator=`` (``Score.value`` recalibrated, ``Score.raw_value`` raw).
 """
 
 from __future__ import annotations
@@ -289,3 +293,17 @@ def recalibrator_from_dict(data: Mapping[str, Any]) -> Recalibrator:
 def load_recalibrator(path: str | os.PathLike[str]) -> Recalibrator:
     """Load a saved recalibrator of any kind (a folder means its ``recalibration.json``)."""
     return recalibrator_from_dict(_read_json(path))
+
+
+def recalibrator_for_adapter(adapter_dir: str | os.PathLike[str]) -> Recalibrator | None:
+    """The recalibrator saved in a FineCE adapter folder (``recalibration.json``), or None if it has none.
+
+    Pass it to a scorer: ``OpenAICompatScorer(url, recalibrator=recalibrator_for_adapter(adapter))``.
+    A file that exists but cannot be read raises :class:`ConfigError` (delete or re-fit it).
+    """
+    folder = Path(adapter_dir)
+    if not folder.is_dir():
+        raise ConfigError(f"adapter folder {folder} does not exist; pass the folder the FineCE adapter is in")
+    if not (folder / RECALIBRATION_FILE).is_file():
+        return None
+    return load_recalibrator(folder)
