@@ -406,8 +406,12 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
         retrievals: int,
         seconds: float,
     ) -> GuardResult:
-        scored = [a for a in attempts if a.confidence is not None]
-        kept = max(scored, key=lambda a: cast(float, a.confidence)) if scored else attempts[-1]
+        # a retrieval supersedes what came before it (the new attempts saw more); among the
+        # attempts since the last retrieval, the best final confidence wins
+        last_context = attempts[-1].retrieved_ids
+        pool = [a for a in attempts if a.retrieved_ids == last_context]
+        scored = [a for a in pool if a.confidence is not None]
+        kept = max(scored, key=lambda a: cast(float, a.confidence)) if scored else pool[-1]
         view = self._view(kept.trace, kept.number, retrievals, kept.aborted)
         errors = tuple(sc.error for a in attempts for sc in a.trace.checkpoints if sc.error)
         final_missing = not kept.trace.checkpoints or kept.trace.checkpoints[-1].score is None

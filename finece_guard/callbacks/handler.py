@@ -81,7 +81,13 @@ def question_of_messages(messages: Sequence[BaseMessage]) -> str:
 
 
 def token_events(token: str, chunk: Any, logprobs: Any, start: int) -> list[TokenEvent]:
-    """TokenEvents of one streamed chunk, from ``logprobs`` or the chunk's generation_info."""
+    """TokenEvents of one streamed chunk, from ``logprobs`` or the chunk's generation_info.
+
+    A chunk with no text carries no answer tokens, even when it has logprobs: vLLM reports the
+    stop token (``<|im_end|>``) that way, and it must not become part of the answer.
+    """
+    if not token:
+        return []
     lp = logprobs
     if lp is None and chunk is not None:
         lp = (getattr(chunk, "generation_info", None) or {}).get("logprobs")

@@ -132,14 +132,18 @@ async def test_retry_changes_sampling_and_keeps_best_attempt() -> None:
 
 @pytest.mark.asyncio
 async def test_retrieval_puts_passages_into_the_regenerated_prompt() -> None:
-    model = EchoModel(reply=lambda p, k: "The answer is right." if "Passage:" in p else "Something wrong.")
+    model = EchoModel(reply=lambda p, k: "The answer is fine." if "Passage:" in p else "Something right.")
     docs = [Document("Gold has the symbol Au.", id="doc-1"), Document("Au is gold.", id="doc-2")]
+    def rule(q: str, a: str | None, kind: CheckpointKind) -> float:
+        return 0.5 if a is None else 0.9 if "right" in a else 0.6 if "fine" in a else 0.1
+
     guard = FineCEGuard(
-        model, scorer=KeywordScorer(good_or_bad), retriever=ListRetriever(docs=docs),
-        policies=[RetrieveBelow(0.5, k=2), AcceptAbove(0.5)],
+        model, scorer=KeywordScorer(rule), retriever=ListRetriever(docs=docs),
+        policies=[RetrieveBelow(0.95, k=2), AcceptAbove(0.5)],
     )  # fmt: skip
     result = await guard.ainvoke("What is the symbol for gold?")
-    assert result.accepted and len(result.attempts) == 2
+    # the first answer scored 0.9, the passage-grounded one only 0.6: retrieval still supersedes it
+    assert result.accepted and len(result.attempts) == 2 and result.answer == "The answer is fine."
     assert "Gold has the symbol Au." in model.prompts[1] and "Passage:" not in model.prompts[0]
     assert result.attempts[1].retrieved_ids == ("doc-1", "doc-2") and result.trace.retrieved_ids == ("doc-1", "doc-2")
     # the scorer saw the passage too (same shape as the passage-conditioned training data)
@@ -276,3 +280,12 @@ def test_question_extraction() -> None:
         guard.question_of({"a": "1", "b": "2"})
     with pytest.raises(ConfigError, match="question_from"):
         guard.question_of(42)
+
+
+def test_stop_token_with_logprobs_but_no_text_is_not_answer_text() -> None:
+    from finece_guard.callbacks.handler import token_events
+
+    lp = {"content": [{"token": "<|im_end|>", "logprob": -0.1, "top_logprobs": []}]}
+    assert token_events("", None, lp, 7) == []
+    events = token_events("Au", None, {"content": [{"token": "Au", "logprob": -0.2, "top_logprobs": []}]}, 7)
+    assert [(e.index, e.text, e.logprob) for e in events] == [(7, "Au", -0.2)]

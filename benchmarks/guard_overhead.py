@@ -1,0 +1,85 @@
+"""Guard overhead: wall time and time-to-first-token of guarded vs unguarded streaming.
+
+Same server, same prompts, greedy, measured side by side in one run (interleaved, so machine
+noise hits both alike). The guarded runs score every checkpoint with the FineCE adapter but
+have no regenerating policy, so the difference is the cost of watching the stream.
+
+    .venv/bin/python benchmarks/guard_overhead.py --base-url http://127.0.0.1:8011/v1
+Writes benchmarks/results/guard_overhead.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from langchain_openai import ChatOpenAI
+
+from finece_guard import FineCEGuard, OpenAICompatScorer, ParagraphEnd, Periodic
+from finece_guard.checkpoints import CheckpointStrategy, Entropy
+from finece_guard.data.loaders import load_task
+
+OUT = Path(__file__).parent / "results"
+
+
+async def one(llm: ChatOpenAI, guard: FineCEGuard | None, prompt: str) -> tuple[float, float, int]:
+    t0 = time.perf_counter()
+    ttft = None
+    text = ""
+    stream = guard.astream(prompt) if guard is not None else llm.astream(prompt)
+    async for chunk in stream:
+        if chunk.content and ttft is None:
+            ttft = time.perf_counter() - t0
+        text += str(chunk.content)
+    return time.perf_counter() - t0, ttft or 0.0, len(text)
+
+
+async def main(base_url: str, n: int, max_tokens: int) -> dict[str, object]:
+    llm = ChatOpenAI(base_url=base_url, api_key="EMPTY", model="smollm2-135m-instruct", temperature=0,  # type: ignore[call-arg]
+                     max_tokens=max_tokens, logprobs=True, top_logprobs=5)  # fmt: skip
+    scorer = OpenAICompatScorer(base_url)
+    strategies: dict[str, CheckpointStrategy] = {"paragraph": ParagraphEnd(), "periodic:32": Periodic(32),
+                                                 "entropy:2.5": Entropy(2.5)}  # fmt: skip
+    prompts = [r.prompt() for r in load_task("sciq", partition="test")[:n]]
+    rows: dict[str, dict[str, list[float]]] = {k: {"wall": [], "ttft": []} for k in ["unguarded", *strategies]}
+    await one(llm, None, prompts[0])  # warm-up
+    for p in prompts:
+        for name in rows:
+            guard = None if name == "unguarded" else FineCEGuard(llm, scorer=scorer, checkpoints=strategies[name])
+            wall, ttft, _ = await one(llm, guard, p)
+            rows[name]["wall"].append(wall)
+            rows[name]["ttft"].append(ttft)
+    base = statistics.mean(rows["unguarded"]["wall"])
+    summary = {
+        name: {"mean_wall_s": statistics.mean(v["wall"]), "mean_ttft_s": statistics.mean(v["ttft"]),
+               "wall_ratio_vs_unguarded": statistics.mean(v["wall"]) / base}
+        for name, v in rows.items()
+    }  # fmt: skip
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.platform()}, "
+            f"{__import__('os').cpu_count()} CPUs", "base_url": base_url, "n_prompts": n, "max_tokens": max_tokens,
+            "summary": summary, "raw": rows}  # fmt: skip
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base-url", default="http://127.0.0.1:8011/v1")
+    ap.add_argument("--n", type=int, default=6)
+    ap.add_argument("--max-tokens", type=int, default=96)
+    args = ap.parse_args()
+    result = asyncio.run(main(args.base_url, args.n, args.max_tokens))
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "guard_overhead.json").write_text(json.dumps(result, indent=2))
+    lines = [f"# Guard overhead ({result['date']})", "", f"{result['machine']}; {args.n} SciQ prompts, "
+             f"max_tokens {args.max_tokens}, greedy, same server, interleaved.", "",
+             "| mode | mean wall (s) | mean TTFT (s) | wall / unguarded |", "|---|---|---|---|"]  # fmt: skip
+    for name, s in result["summary"].items():  # type: ignore[attr-defined]
+        ratio = s["wall_ratio_vs_unguarded"]
+        lines.append(f"| {name} | {s['mean_wall_s']:.2f} | {s['mean_ttft_s']:.2f} | {ratio:.2f} |")
+    (OUT / "guard_overhead.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
