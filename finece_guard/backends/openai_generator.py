@@ -39,13 +39,14 @@ def question_messages(question: str, system: str | None = None) -> list[Message]
     return msgs
 
 
-def _token_events(choice: dict[str, Any], start: int) -> list[TokenEvent]:
-    delta_text = (choice.get("delta") or {}).get("content")
-    if delta_text == "":
-        # vLLM reports the stop token (e.g. <|im_end|>) with logprobs but no text: not answer text
+def logprob_token_events(text: str | None, content: Any, start: int) -> list[TokenEvent]:
+    """TokenEvents of one streamed piece: its ``logprobs.content`` entries, else the text alone.
+
+    A piece with no text carries no answer tokens, even when it has logprobs: vLLM reports the
+    stop token (e.g. ``<|im_end|>``) that way, and it must not become part of the answer.
+    """
+    if not text:
         return []
-    lp = choice.get("logprobs") or {}
-    content = lp.get("content") or []
     if content:
         return [
             TokenEvent(
@@ -56,7 +57,12 @@ def _token_events(choice: dict[str, Any], start: int) -> list[TokenEvent]:
             )
             for i, c in enumerate(content)
         ]
-    return [TokenEvent(index=start, text=delta_text)] if delta_text else []
+    return [TokenEvent(index=start, text=text)]
+
+
+def _token_events(choice: dict[str, Any], start: int) -> list[TokenEvent]:
+    delta_text = (choice.get("delta") or {}).get("content")
+    return logprob_token_events(delta_text, (choice.get("logprobs") or {}).get("content"), start)
 
 
 class OpenAICompatGenerator:

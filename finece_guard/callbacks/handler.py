@@ -36,6 +36,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.outputs import LLMResult
 
 from finece_guard.backends.base import BaseScorer
+from finece_guard.backends.openai_generator import logprob_token_events
 from finece_guard.checkpoints import CheckpointStrategy
 from finece_guard.errors import ConfigError, GenerationAborted
 from finece_guard.monitor import RunMonitor
@@ -81,28 +82,12 @@ def question_of_messages(messages: Sequence[BaseMessage]) -> str:
 
 
 def token_events(token: str, chunk: Any, logprobs: Any, start: int) -> list[TokenEvent]:
-    """TokenEvents of one streamed chunk, from ``logprobs`` or the chunk's generation_info.
-
-    A chunk with no text carries no answer tokens, even when it has logprobs: vLLM reports the
-    stop token (``<|im_end|>``) that way, and it must not become part of the answer.
-    """
-    if not token:
-        return []
+    """TokenEvents of one streamed chunk, from ``logprobs`` or the chunk's generation_info."""
     lp = logprobs
     if lp is None and chunk is not None:
         lp = (getattr(chunk, "generation_info", None) or {}).get("logprobs")
     content = lp.get("content") if isinstance(lp, dict) else lp if isinstance(lp, list) else None
-    if content:
-        return [
-            TokenEvent(
-                index=start + i,
-                text=str(c.get("token", "")),
-                logprob=c.get("logprob"),
-                top_logprobs=tuple((str(t["token"]), float(t["logprob"])) for t in c.get("top_logprobs") or ()),
-            )
-            for i, c in enumerate(content)
-        ]
-    return [TokenEvent(index=start, text=token)] if token else []
+    return logprob_token_events(token, content, start)
 
 
 class _BackgroundLoop:
