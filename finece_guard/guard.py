@@ -61,14 +61,12 @@ from pydantic import ConfigDict
 from finece_guard.backends.base import BaseScorer
 from finece_guard.callbacks.handler import QUESTION_KEY, SESSION_KEY, FineCECallbackHandler, question_of_messages
 from finece_guard.checkpoints import CheckpointStrategy
+from finece_guard.data.records import CONTEXT_TEMPLATE  # same shape as the passage training data
 from finece_guard.errors import ConfigError, GenerationAborted
 from finece_guard.policies.accept import DEFAULT_FALLBACK, AcceptAbove
 from finece_guard.policies.base import Action, Decision, Policy, PolicyView
 from finece_guard.policies.compose import Budget, decide_regeneration, decide_verdict
 from finece_guard.types import ScoredCheckpoint, Trace
-
-#: how retrieved passages are put in front of the question (same shape as the training data)
-CONTEXT_TEMPLATE = "Passage: {context}\n\n"
 
 StreamMode = Literal["live", "final"]
 ScorerErrorMode = Literal["open", "closed"]

@@ -30,6 +30,7 @@ from langchain_core.retrievers import BaseRetriever
 from finece_guard.backends.base import BaseScorer
 from finece_guard.backends.http import run_sync
 from finece_guard.callbacks.handler import question_of_messages
+from finece_guard.data.records import CONTEXT_TEMPLATE  # same shape as the passage training data
 from finece_guard.errors import FineCEError, SetupError
 from finece_guard.policies.base import Action, Decision, Policy, PolicyView
 from finece_guard.policies.compose import Budget, decide_regeneration, decide_verdict
@@ -40,7 +41,6 @@ try:
 except ImportError as exc:  # pragma: no cover - only without the extra
     raise SetupError("FineCEMiddleware needs LangChain v1 agents: pip install 'finece-guard[agents]'") from exc
 
-CONTEXT_TEMPLATE = "Passage: {context}\n\n"
 
 
 @dataclass
