@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -43,6 +42,7 @@ from finece_guard.data.fragments import cluster, first_fragment, medoid, next_fr
 from finece_guard.data.loaders import TASKS, load_task
 from finece_guard.data.records import QARecord
 from finece_guard.errors import BackendError, ConfigError, FineCEError
+from finece_guard.journal import Journal
 from finece_guard.types import CheckpointKind
 
 #: suffix of a task spec that shows the record's passage in the prompt (``sciq+passage``)
@@ -315,32 +315,6 @@ def read_dataset(paths: Iterable[Path]) -> list[QuestionData]:
     return out
 
 
-def _repair_tail(out: Path) -> None:
-    """Make ``out`` end with a newline, so the next append starts a line of its own.
-
-    A run killed in the middle of a write leaves a torn last line without its newline; appending
-    after it would glue the next record onto it and lose both. A torn line is an unfinished
-    question (it is rebuilt), so it is cut off; a last line that is a whole record and only lacks
-    its newline (say, an edited file) gets the newline instead.
-    """
-    if not out.is_file() or out.stat().st_size == 0:
-        return
-    data = out.read_bytes()
-    if data.endswith(b"\n"):
-        return
-    start = data.rfind(b"\n") + 1
-    try:
-        QuestionData.from_json(data[start:].decode())
-    except (ValueError, TypeError, KeyError):
-        with out.open("r+b") as handle:
-            handle.truncate(start)
-            os.fsync(handle.fileno())
-    else:
-        with out.open("ab") as handle:
-            handle.write(b"\n")
-            os.fsync(handle.fileno())
-
-
 @dataclass
 class BuildReport:
     """What a build run did."""
@@ -372,14 +346,12 @@ async def build_dataset(
     if concurrency < 1:
         raise ConfigError(f"concurrency={concurrency} must be at least 1")
     _check_meta(out, {**asdict(config), **(meta or {})})
-    _repair_tail(out)
     done = {q.key for q in read_dataset([out])} if out.is_file() else set()
     todo = [(s, r) for s, r in questions if f"{s}:{r.id}" not in done]
     report = BuildReport(done_before=len(questions) - len(todo))
     t0 = time.perf_counter()
     sem = asyncio.Semaphore(concurrency)
-    lock = asyncio.Lock()
-    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    journal = Journal(out, QuestionData.from_json)  # repairs a torn tail, fsyncs every record
 
     async def one(spec: TaskSpec, record: QARecord) -> None:
         async with sem:
@@ -389,9 +361,7 @@ async def build_dataset(
                 report.failed.append((f"{spec}:{record.id}", f"{type(exc).__name__}: {exc}"))
                 result: QuestionData | None = None
             else:
-                async with lock:
-                    os.write(fd, (data.to_json() + "\n").encode())
-                    os.fsync(fd)
+                await journal.append(data.to_json())
                 report.built += 1
                 report.generations += data.generations
                 result = data
@@ -400,15 +370,15 @@ async def build_dataset(
             if maybe is not None:
                 await maybe
 
-    tasks = [asyncio.ensure_future(one(s, r)) for s, r in todo]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        # an unexpected error in one question must not leave the others running (and writing to
-        # a closed, possibly reused, file descriptor) after this returns
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        os.close(fd)
-        report.seconds = time.perf_counter() - t0
+    async with journal:
+        tasks = [asyncio.ensure_future(one(s, r)) for s, r in todo]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            # an unexpected error in one question must not leave the others running (and writing
+            # to a closed file descriptor) after this returns
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            report.seconds = time.perf_counter() - t0
     return report

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,6 +50,7 @@ from finece_guard.data.partition import PARTITIONS
 from finece_guard.data.records import QARecord
 from finece_guard.errors import BackendError, ConfigError, FineCEError, MetricError
 from finece_guard.evaluation import baselines as bl
+from finece_guard.journal import Journal
 from finece_guard.types import CheckpointKind, Score, TokenEvent
 
 #: Default checkpoint strategies: the paper's three (periodic every 32 tokens, entropy above 1.5 nats).
@@ -634,15 +634,6 @@ def check_meta(path: Path, meta: dict[str, Any]) -> None:
     meta_file.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
 
 
-def _ends_torn(path: Path) -> bool:
-    size = path.stat().st_size
-    if size == 0:
-        return False
-    with path.open("rb") as fh:
-        fh.seek(size - 1)
-        return fh.read(1) != b"\n"
-
-
 @dataclass
 class EvalRunReport:
     """What one pass over a partition did."""
@@ -678,10 +669,7 @@ async def run_eval(
     report = EvalRunReport(done_before=len(questions) - len(todo))
     t0 = time.perf_counter()
     sem = asyncio.Semaphore(concurrency)
-    lock = asyncio.Lock()
-    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    if _ends_torn(out):  # a run killed mid-line: start a fresh line so the next record is not glued to it
-        os.write(fd, b"\n")
+    journal = Journal(out, AnswerRecord.from_json)  # repairs a torn tail, fsyncs every record
 
     async def one(spec: TaskSpec, record: QARecord) -> None:
         result: AnswerRecord | None = None
@@ -691,16 +679,19 @@ async def run_eval(
             except FineCEError as exc:
                 report.failed.append((question_key(spec, record), f"{type(exc).__name__}: {exc}"))
             else:
-                async with lock:
-                    os.write(fd, (result.to_json() + "\n").encode("utf-8"))
-                    os.fsync(fd)
+                await journal.append(result.to_json())
                 report.evaluated += 1
         if on_done is not None:
             on_done(result)
 
-    try:
-        await asyncio.gather(*(one(s, r) for s, r in todo))
-    finally:
-        os.close(fd)
-        report.seconds = time.perf_counter() - t0
+    async with journal:
+        tasks = [asyncio.ensure_future(one(s, r)) for s, r in todo]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            # an unexpected error in one question must not leave the others writing to a closed journal
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            report.seconds = time.perf_counter() - t0
     return report

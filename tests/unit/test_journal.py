@@ -1,0 +1,63 @@
+"""The append-only JSONL journal shared by build-data, eval and re-scoring."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from finece_guard.journal import Journal, repair_tail
+
+
+def _parse(line: str) -> object:
+    return json.loads(line)
+
+
+def test_torn_last_line_is_cut_and_next_record_gets_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2, "tor')
+
+    async def go() -> None:
+        async with Journal(path, _parse) as j:
+            await j.append(json.dumps({"a": 3}))
+
+    asyncio.run(go())
+    assert [json.loads(x) for x in path.read_text().splitlines()] == [{"a": 1}, {"a": 3}]
+
+
+def test_whole_last_line_without_newline_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}')
+    repair_tail(path, _parse)
+    assert path.read_text() == '{"a": 1}\n{"a": 2}\n'
+
+
+def test_concurrent_appends_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+
+    async def go() -> None:
+        async with Journal(path, _parse) as j:
+            await asyncio.gather(*(j.append(json.dumps({"i": i, "pad": "x" * 5000})) for i in range(40)))
+
+    asyncio.run(go())
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert sorted(r["i"] for r in rows) == list(range(40))
+
+
+def test_multi_line_record_and_closed_journal_are_refused(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.jsonl", _parse)
+
+    async def closed() -> None:
+        await j.append("{}")
+
+    with pytest.raises(RuntimeError, match="not open"):
+        asyncio.run(closed())
+
+    async def multi() -> None:
+        async with j:
+            await j.append("{}\n{}")
+
+    with pytest.raises(ValueError, match="one line"):
+        asyncio.run(multi())
