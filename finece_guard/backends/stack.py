@@ -40,6 +40,23 @@ def bundled_adapter(base_model: str) -> Path | None:
     return path if (path / "adapter_config.json").is_file() else None
 
 
+def _untrained(settings: FineCESettings, model_dir: Path, base_name: str, base_sha: str) -> Path:
+    return ensure_untrained_adapter(
+        model_dir, settings.home / "adapters" / f"untrained-{base_name}-{base_sha[:12]}",
+        base_model=base_name, base_sha256=base_sha,
+    )  # fmt: skip
+
+
+def untrained_adapter(settings: FineCESettings) -> Path:
+    """The untrained (freshly initialised) LoRA for the embedded default model, created once.
+
+    The reference a trained adapter is compared against: with zero-initialised B matrices it
+    scores exactly like the base model prompted with the FineCE instruction.
+    """
+    model_dir = ensure_default_model(settings.home)
+    return _untrained(settings, model_dir, DEFAULT_MODEL_NAME, weights_sha256(model_dir))
+
+
 def resolve_stack(
     settings: FineCESettings,
     *,
@@ -66,10 +83,7 @@ def resolve_stack(
     if adapter is None:
         adapter = bundled_adapter(base_name)
     if adapter is None:
-        adapter = ensure_untrained_adapter(
-            model_dir, settings.home / "adapters" / f"untrained-{base_name}-{base_sha[:12]}",
-            base_model=base_name, base_sha256=base_sha,
-        )  # fmt: skip
+        adapter = _untrained(settings, model_dir, base_name, base_sha)
     adapter = adapter.expanduser().resolve()
     manifest = check_binding(adapter, base_name, base_sha)
     spec = ServeSpec(

@@ -30,11 +30,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
+from finece_guard.backends.stack import untrained_adapter
 from finece_guard.commands.common import console, fail, server_for
 from finece_guard.config import FineCESettings, load_settings
 from finece_guard.data.construction import TaskSpec, select_questions
 from finece_guard.data.records import QARecord
 from finece_guard.errors import ConfigError, FineCEError
+from finece_guard.evaluation.compare import comparison_section, rescore_records
 from finece_guard.evaluation.harness import (
     DEFAULT_STRATEGIES,
     AnswerRecord,
@@ -170,6 +172,14 @@ def eval_command(
         float, typer.Option(help="share of generated tokens the second abort suggestion must save")
     ] = 0.1,
     bootstrap: Annotated[int, typer.Option(min=10, help="bootstrap resamples per interval")] = 1000,
+    compare_adapter: Annotated[
+        str | None,
+        typer.Option(help="re-score the same answers with this adapter folder ('untrained': the untrained LoRA) "
+                     "on a server started for it, and compare"),
+    ] = None,
+    compare_strategy: Annotated[str | None, typer.Option(help="strategy whose p(1) is compared (default: first)")] = (
+        None
+    ),
     no_plots: Annotated[bool, typer.Option("--no-plots", help="skip the PNG figures")] = False,
     base_url: Annotated[str | None, typer.Option(help="existing server, e.g. http://127.0.0.1:8011/v1")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
@@ -188,11 +198,15 @@ def eval_command(
             raise ConfigError(f"--recalibration {recalibration!r}: use isotonic or platt")
         if fit_recalibration and partition == "dev":
             raise ConfigError("--fit-recalibration fits on dev; evaluate another partition (--partition test)")
+        if compare_strategy is not None and compare_strategy not in config_strategies(strategies):
+            raise ConfigError(f"--compare-strategy {compare_strategy!r} is not one of --strategies {strategies!r}")
         if not 0.0 < target_precision <= 1.0 or not 0.0 <= max_correct_lost <= 1.0 or not 0 < token_savings <= 1:
             raise ConfigError(
                 "--target-precision and --token-savings must be in (0, 1] and --max-correct-lost in [0, 1]"
             )
         settings = load_settings(bci_alpha=alpha, bci_window=window)
+        if compare_adapter is not None and compare_adapter != "untrained":
+            _reference_path(compare_adapter, settings)  # a bad path fails now, not after the evaluation
         config = EvalConfig(
             partition=partition, max_tokens=max_tokens,
             strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
@@ -257,6 +271,15 @@ def eval_command(
                 f"none of the {len(questions)} selected questions has been evaluated ({failed} failed this run; "
                 "see above). Check the server, then re-run the same command to resume."
             )
+        comparison = None
+        if compare_adapter is not None:
+            ref_records, ref_failed = _rescore(records, compare_adapter, out, settings, config, concurrency, quiet)
+            failed += len(ref_failed)
+            failures += ref_failed
+            comparison = comparison_section(
+                records, ref_records, reference_label=_reference_label(compare_adapter),
+                strategy=compare_strategy or config.strategies[0], n_resamples=bootstrap, seed=seed,
+            )  # fmt: skip
         info = {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": command,
@@ -274,7 +297,7 @@ def eval_command(
         report = build_report(
             records, config=config, info=info, recalibrator=recal, recalibration_source=recal_source,
             n_resamples=bootstrap, seed=seed, target_precision=target_precision, max_correct_lost=max_correct_lost,
-            token_savings=token_savings,
+            token_savings=token_savings, comparison=comparison,
         )  # fmt: skip
         files = write_report(report, records, out, recalibrator=recal, plots=not no_plots)
     except FineCEError as exc:
@@ -298,6 +321,62 @@ def eval_command(
     console.print("wrote " + ", ".join(str(f) for f in files), markup=False)
     if failed:
         raise typer.Exit(code=1)
+
+
+def config_strategies(strategies: str) -> list[str]:
+    return [s.strip() for s in strategies.split(",") if s.strip()]
+
+
+def _reference_label(compare_adapter: str) -> str:
+    if compare_adapter == "untrained":
+        return "the untrained LoRA (zero-initialised B: the base model prompted with the FineCE instruction)"
+    return f"adapter {compare_adapter}"
+
+
+def _reference_path(compare_adapter: str, settings: FineCESettings) -> Path:
+    if compare_adapter == "untrained":
+        return untrained_adapter(settings)
+    ref_path = Path(compare_adapter).expanduser().resolve()
+    if not (ref_path / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"--compare-adapter {compare_adapter}: no adapter_config.json there; pass a LoRA folder "
+            "(e.g. one written by `finece-guard train`) or 'untrained'"
+        )
+    return ref_path
+
+
+def _rescore(
+    records: Sequence[AnswerRecord],
+    compare_adapter: str,
+    out: Path,
+    settings: FineCESettings,
+    config: EvalConfig,
+    concurrency: int,
+    quiet: bool,
+) -> tuple[list[AnswerRecord], list[tuple[str, str]]]:
+    """Re-score ``records`` with the reference adapter on a server started for it (journaled, resumable)."""
+    ref_path = _reference_path(compare_adapter, settings)
+    label = "untrained" if compare_adapter == "untrained" else ref_path.name
+    ref_file = out / f"records-{config.partition}.rescored-{label}.jsonl"
+    meta = {"reference_adapter": str(ref_path), "source": str(records_path(out, config.partition))}
+    with server_for(settings, None, quiet, adapter=ref_path) as url, _progress(quiet) as progress:
+        scorer = OpenAICompatScorer.from_settings(settings, url)
+        bar = progress.add_task(f"re-score ({label})", total=len(records), info="")
+
+        def on_done(rec: AnswerRecord | None) -> None:
+            progress.update(bar, advance=1, info="" if rec is not None else "[red]a record failed[/]")
+
+        async def go() -> EvalRunReport:
+            try:
+                return await rescore_records(
+                    records, ref_file, scorer=scorer, alpha=config.alpha, window=config.window, meta=meta,
+                    concurrency=concurrency, on_done=on_done,
+                )  # fmt: skip
+            finally:
+                await scorer.aclose()
+
+        run = asyncio.run(go())
+    return read_records(ref_file, [r.key for r in records]), run.failed
 
 
 def _adapter_target(adapter: dict[str, Any]) -> Path:

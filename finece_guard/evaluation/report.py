@@ -440,8 +440,13 @@ def build_report(
     target_precision: float = 0.8,
     max_correct_lost: float = 0.05,
     token_savings: float = 0.1,
+    comparison: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every table and suggestion as a JSON-ready dict (plots are drawn by :func:`write_report`)."""
+    """Every table and suggestion as a JSON-ready dict (plots are drawn by :func:`write_report`).
+
+    ``comparison`` is :func:`finece_guard.evaluation.compare.comparison_section`'s result, when the
+    same answers were re-scored by a reference adapter.
+    """
     if not records:
         raise MetricError("no evaluated answers to report on; run the evaluation first (or raise --limit)")
     strategies = _strategy_names(records, config)
@@ -476,6 +481,7 @@ def build_report(
         "table2": table_two(records, strategies, n_resamples=n_resamples, seed=seed),
         "table4": table_four(records, strategies),
         "recalibration": None,
+        "adapter_comparison": comparison,
         "thresholds": thresholds_section(
             records,
             strategies,
@@ -553,6 +559,36 @@ def _num(v: Any, digits: int = 3) -> str:
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _signed(c: dict[str, Any]) -> str:
+    if c.get("value") is None:
+        return "n/a"
+    if c.get("low") is None:
+        return f"{float(c['value']):+.3f} [-]"
+    return f"{float(c['value']):+.3f} [{float(c['low']):+.3f}, {float(c['high']):+.3f}]"
+
+
+def _comparison_markdown(comp: dict[str, Any] | None) -> list[str]:
+    if not comp:
+        return []
+    lines = ["", "## This adapter vs a reference adapter, on the same answers", ""]
+    lines.append(
+        f"Reference: {comp['reference']}. Both adapters scored the same {comp['n_compared']} answers at the same "
+        f"states (p(1) = first {comp['strategy']} checkpoint). Δ = this − reference with a paired bootstrap 95% "
+        "interval (same resampled answers for both); an interval that excludes 0 is a real difference."
+    )
+    for group, g in comp["groups"].items():
+        lines += ["", f"### {group} (n = {g['n']})", ""]
+        rows = []
+        for pos, label in (("question", "question"), ("p1", "p(1)"), ("full", "full answer")):
+            r = g["positions"][pos]
+            rows.append([label, fmt_cell(r["this"]["auroc"]), fmt_cell(r["reference"]["auroc"]),
+                         _signed(r["difference"]["auroc"]), fmt_cell(r["this"]["ece"]), fmt_cell(r["reference"]["ece"]),
+                         _signed(r["difference"]["ece"]), _signed(r["difference"]["brier"])])  # fmt: skip
+        lines += _table(["position", "AUROC this", "AUROC ref", "ΔAUROC", "ECE this", "ECE ref", "ΔECE",
+                         "ΔBrier"], rows)  # fmt: skip
     return lines
 
 
@@ -656,6 +692,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             for when in ("before", "after"):
                 rows.append([group, when] + [fmt_cell(g[when][m]) for m in METRICS])
         lines += ["", *_table(["task", "", "ECE ↓", "AUROC ↑", "Brier ↓"], rows)]
+    lines += _comparison_markdown(report.get("adapter_comparison"))
     th = report["thresholds"]
     lines += ["", "## Threshold suggestions (all tasks pooled, evaluated partition)", ""]
     for scale, a in th["accept"].items():

@@ -125,3 +125,46 @@ def test_server_models_unreachable() -> None:
 
     with pytest.raises(BackendConnectionError, match="Is the vLLM server up"):
         server_models("http://127.0.0.1:9/v1", timeout_s=1.0)
+
+
+def test_eval_command_compares_with_a_reference_adapter_on_the_same_answers(
+    app: tuple[typer.Typer, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+    from collections.abc import Iterator
+
+    cli, _ = app
+    ref = tmp_path / "ref-adapter"
+    ref.mkdir()
+    (ref / "adapter_config.json").write_text("{}")
+    started: list[Any] = []
+
+    @contextlib.contextmanager
+    def fake_server(settings: Any, base_url: Any, quiet: bool, *, adapter: Path | None = None) -> Iterator[str]:
+        started.append((base_url, adapter))
+        yield "http://fake-ref/v1"
+
+    monkeypatch.setattr(eval_cmd, "server_for", fake_server)
+    out = tmp_path / "out"
+    args = ["eval", "--out", str(out), "--tasks", "arc_easy", "--limit", "6", "--sc-n", "0", "--bootstrap", "50",
+            "--base-url", "http://fake/v1", "--quiet", "--no-plots", "--compare-adapter", str(ref)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    # the evaluation used the given server; the reference got a server of its own, serving it
+    assert started == [("http://fake/v1", None), (None, ref.resolve())]
+    rescored = out / "records-test.rescored-ref-adapter.jsonl"
+    assert len(rescored.read_text().splitlines()) == 6
+    report = json.loads((out / "report.json").read_text())
+    comp = report["adapter_comparison"]
+    assert comp["n_compared"] == 6 and comp["strategy"] == "paragraph"
+    assert "This adapter vs a reference adapter" in (out / "report.md").read_text()
+
+
+def test_eval_command_bad_compare_adapter_fails_early(app: tuple[typer.Typer, Path], tmp_path: Path) -> None:
+    cli, _ = app
+    out = tmp_path / "o"
+    result = CliRunner().invoke(cli, ["eval", "--out", str(out), "--base-url", "http://f/v1", "--quiet",
+                                      "--compare-adapter", str(tmp_path / "nope")])  # fmt: skip
+    assert result.exit_code == 2
+    assert "no adapter_config.json there" in " ".join(result.output.split())
+    assert not (out / "records-test.jsonl").exists()
