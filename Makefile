@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 PY := .venv/bin/python
 
-.PHONY: setup demo test unit integration lint clean
+.PHONY: setup demo test unit integration lint bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,7 +14,7 @@ demo: setup
 	.venv/bin/finece-guard demo
 
 lint: setup
-	.venv/bin/ruff check finece_guard tests
+	.venv/bin/ruff check finece_guard tests benchmarks
 	.venv/bin/mypy
 
 # pytest exit code 5 (no tests collected) is a failure, not a pass
@@ -27,6 +27,10 @@ unit: setup
 
 integration: setup
 	$(PY) -m pytest tests/integration -p no:cacheprovider
+
+# every benchmark against one vLLM server -> benchmarks/results/*.{json,md} and SUMMARY.md (not part of CI)
+bench: setup
+	$(PY) -m benchmarks.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .venv-vllm *.egg-info

@@ -4,7 +4,8 @@ Same server, same prompts, greedy, measured side by side in one run (interleaved
 noise hits both alike). The guarded runs score every checkpoint with the FineCE adapter but
 have no regenerating policy, so the difference is the cost of watching the stream.
 
-    .venv/bin/python benchmarks/guard_overhead.py --base-url http://127.0.0.1:8011/v1
+    make bench   (or: .venv/bin/python -m benchmarks.guard_overhead --base-url http://127.0.0.1:8011/v1)
+
 Writes benchmarks/results/guard_overhead.json and .md.
 """
 
@@ -12,20 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import platform
 import statistics
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 from langchain_openai import ChatOpenAI
 
+from benchmarks.common import finish, stamp
 from finece_guard import FineCEGuard, OpenAICompatScorer, ParagraphEnd, Periodic
 from finece_guard.checkpoints import CheckpointStrategy, Entropy
 from finece_guard.data.loaders import load_task
-
-OUT = Path(__file__).parent / "results"
 
 
 async def one(llm: ChatOpenAI, guard: FineCEGuard | None, prompt: str) -> tuple[float, float, int]:
@@ -40,7 +36,7 @@ async def one(llm: ChatOpenAI, guard: FineCEGuard | None, prompt: str) -> tuple[
     return time.perf_counter() - t0, ttft or 0.0, len(text)
 
 
-async def main(base_url: str, n: int, max_tokens: int) -> dict[str, object]:
+async def main_async(base_url: str, n: int, max_tokens: int) -> dict[str, object]:
     llm = ChatOpenAI(base_url=base_url, api_key="EMPTY", model="smollm2-135m-instruct", temperature=0,  # type: ignore[call-arg]
                      max_tokens=max_tokens, logprobs=True, top_logprobs=5)  # fmt: skip
     scorer = OpenAICompatScorer(base_url)
@@ -67,25 +63,31 @@ async def main(base_url: str, n: int, max_tokens: int) -> dict[str, object]:
                "wall_ratio_vs_unguarded": statistics.mean(v["wall"]) / base}
         for name, v in rows.items()
     }  # fmt: skip
-    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.platform()}, "
-            f"{__import__('os').cpu_count()} CPUs", "base_url": base_url, "n_prompts": n, "max_tokens": max_tokens,
-            "summary": summary, "raw": rows}  # fmt: skip
+    return {**stamp(base_url), "n_prompts": n, "max_tokens": max_tokens, "summary": summary, "raw": rows}
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
+def markdown(result: dict[str, object], header: list[str]) -> list[str]:
+    lines = [*header, "", "| mode | mean wall (s) | mean TTFT (s) | wall / unguarded |", "|---|---|---|---|"]
+    for name, s in result["summary"].items():  # type: ignore[attr-defined]
+        ratio = s["wall_ratio_vs_unguarded"]
+        lines.append(f"| {name} | {s['mean_wall_s']:.2f} | {s['mean_ttft_s']:.2f} | {ratio:.2f} |")
+    return lines
+
+
+def header(result: dict[str, object]) -> list[str]:
+    return [f"# Guard overhead ({result['date']})", "", f"{result['machine']}; {result['n_prompts']} SciQ prompts, "
+            f"max_tokens {result['max_tokens']}, greedy, same server, interleaved."]  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base-url", default="http://127.0.0.1:8011/v1")
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--max-tokens", type=int, default=96)
     args = ap.parse_args()
-    result = asyncio.run(main(args.base_url, args.n, args.max_tokens))
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "guard_overhead.json").write_text(json.dumps(result, indent=2))
-    lines = [f"# Guard overhead ({result['date']})", "", f"{result['machine']}; {args.n} SciQ prompts, "
-             f"max_tokens {args.max_tokens}, greedy, same server, interleaved.", "",
-             "| mode | mean wall (s) | mean TTFT (s) | wall / unguarded |", "|---|---|---|---|"]  # fmt: skip
-    for name, s in result["summary"].items():  # type: ignore[attr-defined]
-        ratio = s["wall_ratio_vs_unguarded"]
-        lines.append(f"| {name} | {s['mean_wall_s']:.2f} | {s['mean_ttft_s']:.2f} | {ratio:.2f} |")
-    (OUT / "guard_overhead.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    result = asyncio.run(main_async(args.base_url, args.n, args.max_tokens))
+    finish("guard_overhead", result, markdown(result, header(result)))
+
+
+if __name__ == "__main__":
+    main()

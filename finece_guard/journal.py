@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 
 def repair_tail(path: Path, parse: Callable[[str], object]) -> None:
@@ -78,3 +79,18 @@ class Journal:
 def _write_synced(fd: int, data: bytes) -> None:
     os.write(fd, data)
     os.fsync(fd)
+
+
+async def gather_or_cancel(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``coros`` concurrently; if one raises, cancel the others before the error propagates.
+
+    The workers of a journaled run write to the journal: none may outlive the ``async with`` that
+    closes it (they would write to a closed, possibly reused, file descriptor).
+    """
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

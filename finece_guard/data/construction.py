@@ -42,7 +42,7 @@ from finece_guard.data.fragments import cluster, first_fragment, medoid, next_fr
 from finece_guard.data.loaders import TASKS, load_task
 from finece_guard.data.records import QARecord
 from finece_guard.errors import BackendError, ConfigError, FineCEError
-from finece_guard.journal import Journal
+from finece_guard.journal import Journal, gather_or_cancel
 from finece_guard.types import CheckpointKind
 
 #: suffix of a task spec that shows the record's passage in the prompt (``sciq+passage``)
@@ -371,14 +371,8 @@ async def build_dataset(
                 await maybe
 
     async with journal:
-        tasks = [asyncio.ensure_future(one(s, r)) for s, r in todo]
         try:
-            await asyncio.gather(*tasks)
+            await gather_or_cancel(one(s, r) for s, r in todo)
         finally:
-            # an unexpected error in one question must not leave the others running (and writing
-            # to a closed file descriptor) after this returns
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             report.seconds = time.perf_counter() - t0
     return report

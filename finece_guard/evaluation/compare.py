@@ -37,7 +37,7 @@ from finece_guard.evaluation.harness import (
     read_records,
 )
 from finece_guard.evaluation.report import METRICS, auroc_fast, brier_fast, cell, ece_fast
-from finece_guard.journal import Journal
+from finece_guard.journal import Journal, gather_or_cancel
 from finece_guard.types import CheckpointKind, Score
 
 Array = NDArray[np.float64]
@@ -129,13 +129,9 @@ async def rescore_records(
             on_done(result)
 
     async with journal:
-        tasks = [asyncio.ensure_future(one(r)) for r in todo]
         try:
-            await asyncio.gather(*tasks)
+            await gather_or_cancel(one(r) for r in todo)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             report.seconds = time.perf_counter() - t0
     return report
 

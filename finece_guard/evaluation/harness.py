@@ -50,7 +50,7 @@ from finece_guard.data.partition import PARTITIONS
 from finece_guard.data.records import QARecord
 from finece_guard.errors import BackendError, ConfigError, FineCEError, MetricError
 from finece_guard.evaluation import baselines as bl
-from finece_guard.journal import Journal
+from finece_guard.journal import Journal, gather_or_cancel
 from finece_guard.types import CheckpointKind, Score, TokenEvent
 
 #: Default checkpoint strategies: the paper's three (periodic every 32 tokens, entropy above 1.5 nats).
@@ -685,13 +685,8 @@ async def run_eval(
             on_done(result)
 
     async with journal:
-        tasks = [asyncio.ensure_future(one(s, r)) for s, r in todo]
         try:
-            await asyncio.gather(*tasks)
+            await gather_or_cancel(one(s, r) for s, r in todo)
         finally:
-            # an unexpected error in one question must not leave the others writing to a closed journal
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             report.seconds = time.perf_counter() - t0
     return report

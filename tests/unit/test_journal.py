@@ -61,3 +61,23 @@ def test_multi_line_record_and_closed_journal_are_refused(tmp_path: Path) -> Non
 
     with pytest.raises(ValueError, match="one line"):
         asyncio.run(multi())
+
+
+def test_gather_or_cancel_stops_the_other_workers_when_one_fails() -> None:
+    from finece_guard.journal import gather_or_cancel
+
+    finished: list[int] = []
+
+    async def worker(i: int) -> None:
+        if i == 0:
+            raise KeyError("boom")
+        await asyncio.sleep(0.5)
+        finished.append(i)
+
+    async def go() -> None:
+        with pytest.raises(KeyError):
+            await gather_or_cancel(worker(i) for i in range(4))
+        await asyncio.sleep(0.7)  # a worker left running would finish now
+
+    asyncio.run(go())
+    assert finished == []

@@ -1,0 +1,45 @@
+"""What every benchmark stamps on its results (date, machine, server) and how it writes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).parent / "results"
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    name = fields.get("Model name", platform.processor() or "unknown CPU").strip()
+    flags = fields.get("Flags", "")
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name} ({simd}{', AMX' if 'amx_tile' in flags else ''})"
+
+
+def stamp(base_url: str | None = None) -> dict[str, Any]:
+    """Date (UTC), a one-line machine description and the server used."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}",
+        "base_url": base_url,
+    }
+
+
+def finish(name: str, result: dict[str, Any], md_lines: list[str]) -> Path:
+    """Write ``results/<name>.json`` and ``.md``; print the Markdown."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    md = OUT / f"{name}.md"
+    md.write_text("\n".join(md_lines) + "\n")
+    print("\n".join(md_lines))
+    return md
