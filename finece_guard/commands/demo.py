@@ -80,6 +80,7 @@ async def _run(
     from finece_guard.backends.openai_scorer import OpenAICompatScorer
     from finece_guard.checkpoints import ParagraphEnd
     from finece_guard.embeddings import MiniLMEmbeddings
+    from finece_guard.evaluation.recalibration import served_recalibrator
     from finece_guard.guard import FineCEGuard
     from finece_guard.policies import AbortBelow, AcceptAbove, RetrieveBelow
     from finece_guard.retrieval import ChromaConfig, ingest, open_vectorstore
@@ -96,7 +97,11 @@ async def _run(
         base_url=url, api_key=SecretStr(settings.api_key), model=settings.generator_model, temperature=0,
         max_tokens=args["max_tokens"], logprobs=True, top_logprobs=5, timeout=settings.request_timeout_s,
     )  # fmt: skip
-    scorer = OpenAICompatScorer.from_settings(settings, url)
+    recal, adapter_dir = await asyncio.to_thread(served_recalibrator, url, settings.scorer_model)
+    if recal is not None:
+        console.print(f"[dim]scores recalibrated ({recal.kind}, fitted on {recal.n_fit} dev answers; "
+                      f"{adapter_dir}/recalibration.json)[/]")  # fmt: skip
+    scorer = OpenAICompatScorer.from_settings(settings, url, recalibrator=recal)
     guard = FineCEGuard(
         llm, scorer=scorer, checkpoints=ParagraphEnd(min_tokens=4),
         retriever=store.as_retriever(search_kwargs={"k": 1}),

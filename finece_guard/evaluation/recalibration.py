@@ -307,3 +307,20 @@ def recalibrator_for_adapter(adapter_dir: str | os.PathLike[str]) -> Recalibrato
     if not (folder / RECALIBRATION_FILE).is_file():
         return None
     return load_recalibrator(folder)
+
+
+def served_recalibrator(base_url: str, scorer_model: str = "finece") -> tuple[Recalibrator | None, str | None]:
+    """``(recalibrator, adapter folder)`` for the adapter a server serves as ``scorer_model``.
+
+    Asks the server's ``/models`` for the adapter's folder (vLLM reports it as ``root``); when that
+    folder is on this machine and holds a ``recalibration.json``, loads it, so scores of a served
+    adapter that ships a recalibrator are recalibrated without the caller naming the folder.
+    ``(None, folder)`` when there is none; ``(None, None)`` when the server does not say. Blocking
+    (one HTTP GET): call it before the event loop, or through ``asyncio.to_thread``.
+    """
+    from finece_guard.evaluation.report import server_models  # report imports this module
+
+    root = (server_models(base_url).get(scorer_model) or {}).get("root")
+    if not root or not Path(str(root)).is_dir():
+        return None, None
+    return recalibrator_for_adapter(str(root)), str(root)

@@ -140,3 +140,19 @@ def test_load_errors(tmp_path: Path) -> None:
     iso = IsotonicRecalibrator().fit([0.1, 0.9], [0, 1]).to_dict()
     with pytest.raises(ConfigError, match="expected 'platt'"):
         PlattRecalibrator.from_dict(iso)
+
+
+def test_served_recalibrator_follows_the_adapter_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finece_guard.evaluation import report
+    from finece_guard.evaluation.recalibration import IsotonicRecalibrator, served_recalibrator
+
+    with_file, without = tmp_path / "a", tmp_path / "b"
+    without.mkdir()
+    IsotonicRecalibrator().fit([0.1, 0.4, 0.6, 0.9], [0, 0, 1, 1]).save(with_file / "recalibration.json")
+    models = {"finece": {"root": str(with_file)}, "other": {"root": str(without)}, "remote": {"root": "/not/here"}}
+    monkeypatch.setattr(report, "server_models", lambda url: models)
+    recal, folder = served_recalibrator("http://x/v1", "finece")
+    assert folder == str(with_file) and recal is not None and recal.n_fit == 4
+    assert served_recalibrator("http://x/v1", "other") == (None, str(without))
+    assert served_recalibrator("http://x/v1", "remote") == (None, None)
+    assert served_recalibrator("http://x/v1", "missing") == (None, None)
