@@ -118,9 +118,9 @@ async def _ask_one(
     generator = OpenAICompatGenerator.from_settings(settings, base_url)
     from finece_guard.evaluation.recalibration import served_recalibrator  # sklearn: load only when asking
 
+    strategy = parse_strategy(strategy_spec)  # a bad spec fails before any network call
     recal, _ = await asyncio.to_thread(served_recalibrator, base_url, settings.scorer_model)
     scorer = OpenAICompatScorer.from_settings(settings, base_url, recalibrator=recal)
-    strategy = parse_strategy(strategy_spec)
     trace: Trace | None = None
     if not as_json:
         console.print(f"\n[bold]Q:[/] {question}\n[bold]A:[/] ", end="")
