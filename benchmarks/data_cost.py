@@ -83,7 +83,9 @@ def main() -> None:
     result = {**stamp(args.base_url), **asyncio.run(run(args.base_url, args.questions, args.task))}
     head = [f"# Data construction cost ({result['date']})", "", f"{result['machine']}; {args.questions} "
             f"{args.task} train questions per setting, all in flight together, temperature 0.8, max_tokens 96. "
-            "m is a cap: the clustering may find fewer clusters, so Σm_t ≤ m·T."]  # fmt: skip
+            "m is a cap: the clustering may find fewer clusters, and short answers have fewer levels, so the "
+            "k(1+mT) and full-tree columns use each question's own m (clusters found) and T (levels reached), "
+            "averaged."]  # fmt: skip
     finish("data_cost", result, markdown(result, head))
 
 

@@ -14,24 +14,34 @@ Writes benchmarks/results/early_abort.json and .md.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from benchmarks.common import finish, stamp
 from finece_guard.evaluation.harness import AnswerRecord, read_records
 from finece_guard.evaluation.thresholds import abort_tradeoff
 
-THRESHOLDS: tuple[float, ...] = (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
+#: θ is set at these quantiles of each strategy's first-checkpoint scores (a fixed grid would miss
+#: an adapter whose scores sit in a narrow band), plus 0.5 for reference
+QUANTILES: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 
 
-def strategy_curve(records: list[AnswerRecord], strategy: str) -> list[dict[str, Any]]:
+def thresholds_for(records: list[AnswerRecord], strategy: str) -> list[float]:
+    scores = np.array([r.strategies[strategy].raw[1] for r in records])
+    return sorted({*(round(float(q), 3) for q in np.quantile(scores, QUANTILES)), 0.5})
+
+
+def strategy_curve(records: list[AnswerRecord], strategy: str, thresholds: Sequence[float]) -> list[dict[str, Any]]:
     traces = [r.strategies[strategy] for r in records]
     labels = [int(r.correct) for r in records]
     totals = [t.n_tokens[-1] for t in traces]
     curve = abort_tradeoff([t.raw[1] for t in traces], labels, totals, [t.n_tokens[1] for t in traces])
     wrong_tokens = sum(n for n, y in zip(totals, labels, strict=True) if not y) or 1
     rows = []
-    for theta in THRESHOLDS:
+    for theta in thresholds:
         # aborted = score < θ: the same set as the first curve candidate at or above θ
         point = next((p for p in curve if p.threshold >= theta), curve[-1])
         rows.append({
@@ -55,7 +65,7 @@ def run(paths: list[Path]) -> dict[str, Any]:
         "accuracy": sum(r.correct for r in records) / len(records),
         "tokens": sum(r.n_tokens for r in records),
         "first_checkpoint_share": first_at,
-        "strategies": {s: strategy_curve(records, s) for s in strategies},
+        "strategies": {s: strategy_curve(records, s, thresholds_for(records, s)) for s in strategies},
     }  # fmt: skip
 
 
@@ -63,11 +73,12 @@ def markdown(result: dict[str, Any], header: list[str]) -> list[str]:
     lines = list(header)
     for name, rows in result["strategies"].items():
         share = 100 * result["first_checkpoint_share"][name]
-        lines += ["", f"### first {name} checkpoint (at {share:.0f}% of the answer on average)", "",
+        lines += ["", f"### first {name} checkpoint (at {share:.0f}% of the answer on average; θ at quantiles "
+                  f"{', '.join(f'{q:.2f}' for q in QUANTILES)} of its scores, and 0.5)", "",
                   "| abort below θ | answers aborted | wrong answers aborted | tokens saved (of all) | "
                   "tokens saved (of wrong answers') | correct answers lost |", "|---|---|---|---|---|---|"]  # fmt: skip
         for r in rows:
-            lines.append(f"| {r['threshold']:.2f} | {r['aborted']} | {100 * r['wrong_aborted_share']:.0f}% | "
+            lines.append(f"| {r['threshold']:.3f} | {r['aborted']} | {100 * r['wrong_aborted_share']:.0f}% | "
                          f"{100 * r['tokens_saved_share_of_all']:.1f}% | {100 * r['tokens_saved_share_of_wrong']:.1f}% "
                          f"| {100 * r['correct_lost_share']:.0f}% |")  # fmt: skip
     return lines

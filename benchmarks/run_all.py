@@ -49,7 +49,7 @@ def main() -> None:
     with server_for(settings, args.base_url, quiet=False) as url:
         r = {**stamp(url), "n": 32, **asyncio.run(scorer_throughput.run(url, 32))}
         sections.append(str(finish("scorer_throughput", r, scorer_throughput.markdown(r, ["## Scorer throughput"]))))
-        r = asyncio.run(guard_overhead.main_async(url, 6, 96))
+        r = asyncio.run(guard_overhead.main_async(url, 12, 128))
         sections.append(str(finish("guard_overhead", r, guard_overhead.markdown(r, ["## Guard overhead"]))))
         r = {**stamp(url), **asyncio.run(data_cost.run(url, 3, "sciq_mc"))}
         sections.append(str(finish("data_cost", r, data_cost.markdown(r, ["## Data construction cost"]))))
