@@ -11,7 +11,10 @@ It serves the stack (or uses a running server), ingests SciQ support passages (o
 It ends with a table (accuracy unguarded vs guarded-with-retrieval vs accepted-only with
 coverage, tokens saved by aborts measured against the unguarded answer, wall time), a PNG of the
 confidence traces and the full traces as JSONL. The numbers are whatever the served adapter
-gives: with the untrained adapter they show the plumbing, not calibrated confidence.
+gives. The default thresholds are on the default adapter's scale: its scores are calibrated to
+how often SmolLM2 is right (about 1 in 4 on these tasks; test-partition scores of answers without
+a passage: median 0.28, 90th percentile 0.33), so 0.5 is almost never reached; 0.35 retrieves for
+nearly every ungrounded answer and accepts only answers scored above nearly all ungrounded ones.
 """
 
 from __future__ import annotations
@@ -184,8 +187,8 @@ def demo(
     n: Annotated[int, typer.Option(min=1, help="number of SciQ test questions")] = 6,
     max_tokens: Annotated[int, typer.Option(min=8, help="answer length limit")] = 96,
     abort_below: Annotated[float, typer.Option(help="abort a stream whose confidence falls below this")] = 0.15,
-    retrieve_below: Annotated[float, typer.Option(help="retrieve from Chroma and regenerate below this")] = 0.5,
-    accept_above: Annotated[float, typer.Option(help="δ: accept answers at or above this confidence")] = 0.5,
+    retrieve_below: Annotated[float, typer.Option(help="retrieve from Chroma and regenerate below this")] = 0.35,
+    accept_above: Annotated[float, typer.Option(help="δ: accept answers at or above this confidence")] = 0.35,
     distractors: Annotated[int, typer.Option(min=0, help="extra SciQ passages in the store")] = 200,
     out_dir: Annotated[Path, typer.Option(help="where traces (JSONL) and the plot (PNG) go")] = Path("runs/demo"),
 ) -> None:
