@@ -18,7 +18,7 @@ agent = create_agent(
     llm,
     tools=[],
     middleware=[FineCEMiddleware(OpenAICompatScorer(BASE_URL),
-                                 policies=[RetryBelow(0.5, max_attempts=2), AcceptAbove(0.3)])],
+                                 policies=[RetryBelow(0.3, max_attempts=2), AcceptAbove(0.3)])],
 )
 state = agent.invoke({"messages": [{"role": "user", "content": "What is the boiling point of water in Celsius?"}]})
 answer = state["messages"][-1]

@@ -16,7 +16,7 @@ BASE_URL = os.environ.get("FINECE_BASE_URL", "http://127.0.0.1:8011/v1")
 llm = ChatOpenAI(base_url=BASE_URL, api_key="EMPTY", model="smollm2-135m-instruct",
                  temperature=0, max_tokens=60, logprobs=True, top_logprobs=5)
 guard = FineCEGuard(llm, scorer=OpenAICompatScorer(BASE_URL),
-                    policies=[AcceptAbove(0.5, fallback="I don't know that reliably.")])
+                    policies=[AcceptAbove(0.35, fallback="I don't know that reliably.")])
 
 for question in ["What is the capital of France?", "Who was the 14th person to walk on the Moon?"]:
     result = guard.invoke(question)  # sync works too

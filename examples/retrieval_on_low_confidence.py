@@ -31,7 +31,7 @@ async def main() -> None:
     guard = FineCEGuard(
         llm, scorer=OpenAICompatScorer(BASE_URL),
         retriever=store.as_retriever(search_kwargs={"k": 1}),
-        policies=[RetrieveBelow(0.6, k=1)],  # retrieve + regenerate when the answer's confidence < 0.6
+        policies=[RetrieveBelow(0.35, k=1)],  # retrieve + regenerate when the answer's confidence < 0.35
     )
     result = await guard.ainvoke("Which organelle produces most of a cell's ATP?")
     for attempt in result.attempts:
