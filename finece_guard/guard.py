@@ -65,7 +65,13 @@ from finece_guard.data.records import CONTEXT_TEMPLATE  # same shape as the pass
 from finece_guard.errors import ConfigError, GenerationAborted
 from finece_guard.policies.accept import DEFAULT_FALLBACK, AcceptAbove
 from finece_guard.policies.base import Action, Decision, Policy, PolicyView
-from finece_guard.policies.compose import Budget, decide_regeneration, decide_verdict
+from finece_guard.policies.compose import (
+    Budget,
+    decide_regeneration,
+    decide_verdict,
+    kept_attempt,
+    scoring_failed_verdict,
+)
 from finece_guard.types import ScoredCheckpoint, Trace
 
 StreamMode = Literal["live", "final"]
@@ -406,20 +412,13 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
     ) -> GuardResult:
         # a retrieval supersedes what came before it (the new attempts saw more); among the
         # attempts since the last retrieval, the best final confidence wins
-        last_context = attempts[-1].retrieved_ids
-        pool = [a for a in attempts if a.retrieved_ids == last_context]
-        scored = [a for a in pool if a.confidence is not None]
-        kept = max(scored, key=lambda a: cast(float, a.confidence)) if scored else pool[-1]
+        kept = kept_attempt(attempts, confidence=lambda a: a.confidence, context=lambda a: a.retrieved_ids)
         view = self._view(kept.trace, kept.number, retrievals, kept.aborted)
         errors = tuple(sc.error for a in attempts for sc in a.trace.checkpoints if sc.error)
         final_missing = not kept.trace.checkpoints or kept.trace.checkpoints[-1].score is None
         scoring_failed = final_missing and kept.aborted is None and kept.error is None
         if scoring_failed:
-            why = errors[-1] if errors else "no checkpoint was scored"
-            if self.on_scorer_error == "open":
-                verdict = Decision(Action.ACCEPT, f"scoring failed, fail open: {why}", "on_scorer_error", None)
-            else:
-                verdict = Decision(Action.REJECT, f"scoring failed, fail closed: {why}", "on_scorer_error", None)
+            verdict = scoring_failed_verdict(self.on_scorer_error, errors[-1] if errors else "no checkpoint was scored")
         elif kept.aborted is not None:
             why = f"aborted and not regenerated: {kept.aborted.reason}"
             verdict = Decision(Action.REJECT, why, kept.aborted.policy, kept.aborted.score)

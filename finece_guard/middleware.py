@@ -12,9 +12,10 @@ with FineCE against the conversation's last human message, and the same policies
   (the original text stays in ``response_metadata["finece_guard"]["answer"]``).
 
 Tool-calling turns are passed through unscored: they are steps, not answers. Token-level abort
-needs the token stream and therefore lives in the callback handler / guard, not here. The best
-attempt (highest confidence) is kept; the budget bounds attempts and retrievals; scorer failures
-follow ``on_scorer_error`` exactly as in the guard.
+needs the token stream and therefore lives in the callback handler / guard, not here. The kept
+answer is chosen as in the guard (:func:`~finece_guard.policies.compose.kept_attempt`: a retrieval
+supersedes earlier attempts, then the highest confidence); the budget bounds attempts and
+retrievals; scorer failures follow ``on_scorer_error`` exactly as in the guard.
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ from finece_guard.callbacks.handler import question_of_messages
 from finece_guard.data.records import CONTEXT_TEMPLATE  # same shape as the passage training data
 from finece_guard.errors import FineCEError, SetupError
 from finece_guard.policies.base import Action, Decision, Policy, PolicyView
-from finece_guard.policies.compose import Budget, decide_regeneration, decide_verdict
+from finece_guard.policies.compose import (
+    Budget,
+    decide_regeneration,
+    decide_verdict,
+    kept_attempt,
+    scoring_failed_verdict,
+)
 from finece_guard.types import Checkpoint, CheckpointKind, ScoredCheckpoint
 
 try:
@@ -49,6 +56,7 @@ class _Attempt:
     text: str
     confidence: float | None
     error: str | None
+    context: tuple[str, ...] = ()  # the passages this attempt was given (none before a retrieval)
 
 
 def _answer_message(response: Any) -> AIMessage | None:
@@ -109,12 +117,10 @@ class FineCEMiddleware(AgentMiddleware):
     def _finish(
         self, question: str, attempts: list[_Attempt], retrievals: int, decisions: list[Decision]
     ) -> ModelResponse:
-        scored = [a for a in attempts if a.confidence is not None]
-        kept = max(scored, key=lambda a: a.confidence or 0.0) if scored else attempts[-1]
+        kept = kept_attempt(attempts, confidence=lambda a: a.confidence, context=lambda a: a.context)
         number = attempts.index(kept) + 1
         if kept.confidence is None:
-            action = Action.ACCEPT if self.on_scorer_error == "open" else Action.REJECT
-            verdict = Decision(action, f"scoring failed, fail {self.on_scorer_error}: {kept.error}", "on_scorer_error")
+            verdict = scoring_failed_verdict(self.on_scorer_error, kept.error or "no score")
         else:
             verdict = decide_verdict(self.policies, self._view(question, kept, number, retrievals))
         accepted = verdict.action is Action.ACCEPT
@@ -147,6 +153,7 @@ class FineCEMiddleware(AgentMiddleware):
         decisions: list[Decision] = []
         retrievals = 0
         current = request
+        context: tuple[str, ...] = ()
         while True:
             response = await handler(current)
             msg = _answer_message(response)
@@ -155,7 +162,7 @@ class FineCEMiddleware(AgentMiddleware):
             text = _text(msg)
             scored_q = question_of_messages(current.messages)
             confidence, error = await self._ascore(scored_q, text)
-            attempts.append(_Attempt(response, text, confidence, error))
+            attempts.append(_Attempt(response, text, confidence, error, context))
             view = self._view(question, attempts[-1], len(attempts), retrievals)
             nxt, _ = decide_regeneration(self.policies, view, self.budget, tokens_used=0,
                                          can_retrieve=self.retriever is not None)  # fmt: skip
@@ -168,6 +175,7 @@ class FineCEMiddleware(AgentMiddleware):
                 assert self.retriever is not None
                 retrievals += 1
                 docs = (await self.retriever.ainvoke(str(nxt.params.get("query") or question)))[: nxt.params.get("k")]
+                context = tuple(d.page_content for d in docs)
                 current = current.override(messages=_with_passages(request.messages, docs))
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:

@@ -9,14 +9,20 @@ Precedence (fixed, so any combination is predictable):
 3. **The verdict** on the answer the guard keeps: ``REJECT`` if any policy rejects (the first
    one's reason is reported), else ``ACCEPT``. With no filter policy every answer is accepted.
 
+**The kept answer** (:func:`kept_attempt`): a retrieval supersedes what came before it (the new
+attempts saw more), so among the attempts made with the latest retrieved context the one with the
+best final confidence is kept; with none scored, the latest. The guard and the agent middleware
+both keep answers this way, and both say a failed score the same way (:func:`scoring_failed_verdict`).
+
 :class:`Budget` caps attempts, retrievals and total generated tokens for the whole run, whatever
 the policies ask, so no combination can loop forever.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Literal, TypeVar
 
 from finece_guard.policies import _validate
 from finece_guard.policies.base import CONTINUE, Action, Decision, Policy, PolicyView
@@ -77,3 +83,34 @@ def decide_verdict(policies: Sequence[Policy], view: PolicyView) -> Decision:
         if decision.action is Action.ACCEPT and accept is None:
             accept = decision
     return accept or Decision(Action.ACCEPT, "no acceptance policy", "default", view.confidence)
+
+
+A = TypeVar("A")
+
+
+def kept_attempt(
+    attempts: Sequence[A], *, confidence: Callable[[A], float | None], context: Callable[[A], Hashable]
+) -> A:
+    """The attempt to keep: best final confidence among those with the latest retrieved context.
+
+    ``context`` names what an attempt was grounded on (e.g. the retrieved document ids; equal for
+    attempts made without retrieval). Unscored attempts lose to scored ones; with none scored the
+    latest attempt of that context is kept. Ties keep the earlier attempt.
+    """
+    if not attempts:
+        raise ValueError("no attempt to keep")
+    latest = context(attempts[-1])
+    pool = [a for a in attempts if context(a) == latest]
+    best: A | None = None
+    best_value = float("-inf")
+    for a in pool:
+        value = confidence(a)
+        if value is not None and value > best_value:
+            best, best_value = a, value
+    return best if best is not None else pool[-1]
+
+
+def scoring_failed_verdict(mode: Literal["open", "closed"], why: str) -> Decision:
+    """The verdict when the kept answer has no final score: accept (fail open) or reject (fail closed)."""
+    action = Action.ACCEPT if mode == "open" else Action.REJECT
+    return Decision(action, f"scoring failed, fail {mode}: {why}", "on_scorer_error", None)

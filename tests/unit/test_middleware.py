@@ -43,3 +43,26 @@ def test_scorer_failure_fail_closed() -> None:
     state = create_agent(model, tools=[], middleware=[mw]).invoke({"messages": [{"role": "user", "content": "Q?"}]})
     meta = state["messages"][-1].response_metadata["finece_guard"]
     assert not meta["accepted"] and "fail closed" in meta["reason"]
+
+
+def test_a_retrieval_supersedes_a_more_confident_ungrounded_answer() -> None:
+    from langchain_core.callbacks import CallbackManagerForRetrieverRun
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+
+    from finece_guard.policies import Budget, RetrieveBelow
+
+    class Fixed(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+            return [Document("The passage.")]
+
+    model = GenericFakeChatModel(messages=iter([AIMessage("first, ungrounded"), AIMessage("second, grounded")]))
+    scorer = KeywordScorer(lambda q, a, k: 0.9 if a and a.startswith("first") else 0.6)
+    mw = FineCEMiddleware(scorer, policies=[RetrieveBelow(0.95, k=1)], retriever=Fixed(),
+                          budget=Budget(max_attempts=2, max_retrievals=1))  # fmt: skip
+    state = create_agent(model, tools=[], middleware=[mw]).invoke({"messages": [{"role": "user", "content": "Q?"}]})
+    final = state["messages"][-1]
+    meta = final.response_metadata["finece_guard"]
+    assert meta["attempts"] == 2 and meta["kept"] == 2 and meta["confidence"] == 0.6
+    assert final.content == "second, grounded"
+    assert "The passage." in scorer.calls[-1][0]  # the grounded answer was scored with its passage

@@ -132,3 +132,28 @@ def test_no_policy_combination_loops_forever() -> None:
         attempts += 1
         retrievals += d.action is Action.RETRIEVE
     assert attempts == 4 and retrievals == 2
+
+
+def test_kept_attempt_latest_context_then_best_confidence() -> None:
+    from finece_guard.policies.compose import kept_attempt
+
+    conf = {"a": 0.9, "b": 0.4, "c": 0.7, "d": None, "e": None}
+    ctx = {"a": (), "b": ("p",), "c": ("p",), "d": ("q",), "e": ("q",)}
+
+    def keep(names: str) -> str:
+        return kept_attempt(list(names), confidence=conf.__getitem__, context=ctx.__getitem__)
+
+    assert keep("a") == "a"
+    assert keep("abc") == "c"  # retrieval supersedes the more confident ungrounded "a"
+    assert keep("abcde") == "e"  # latest context has no score: its latest attempt
+    assert keep("bc") == "c" and keep("cb") == "c"
+    with pytest.raises(ValueError, match="no attempt"):
+        keep("")
+
+
+def test_scoring_failed_verdict_follows_the_mode() -> None:
+    from finece_guard.policies.compose import scoring_failed_verdict
+
+    assert scoring_failed_verdict("open", "timeout").action is Action.ACCEPT
+    closed = scoring_failed_verdict("closed", "timeout")
+    assert closed.action is Action.REJECT and closed.reason == "scoring failed, fail closed: timeout"
