@@ -52,10 +52,13 @@ class Journal:
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> Journal:
+        self._fd = await asyncio.to_thread(self._open)  # reads the whole file: off the event loop
+        return self
+
+    def _open(self) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         repair_tail(self.path, self._parse)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        return self
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -91,6 +91,43 @@ class Interval:
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
+def _check_bootstrap(level: float, n_resamples: int) -> None:
+    if not 0.0 < level < 1.0:
+        raise MetricError(f"level={level} must be in (0, 1)")
+    if n_resamples < 1:
+        raise MetricError(f"n_resamples={n_resamples} must be at least 1 (1000 is typical)")
+
+
+def bootstrap_indices(
+    statistic: Callable[[NDArray[np.intp]], float],
+    n: int,
+    *,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, int]:
+    """``(low, high, resamples used)``: percentile interval of ``statistic`` over resampled indices.
+
+    ``statistic`` gets the indices of one resample of ``n`` items (drawn with replacement), so any
+    statistic of paired data can be bootstrapped, e.g. the difference of two estimators' AUROC on
+    the same answers. Resamples on which it raises :class:`MetricError` are skipped; if fewer than
+    half remain, a MetricError says so.
+    """
+    _check_bootstrap(level, n_resamples)
+    rng = np.random.default_rng(seed)
+    stats: list[float] = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, n, n)
+        try:
+            stats.append(statistic(idx))
+        except MetricError:
+            continue
+    if len(stats) < n_resamples / 2:
+        raise MetricError(f"only {len(stats)} of {n_resamples} resamples gave a defined value")
+    lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi), len(stats)
+
+
 def bootstrap(
     metric: Callable[[Array, Array], float],
     confidences: Sequence[float] | Array,
@@ -105,21 +142,10 @@ def bootstrap(
     Resamples on which the metric is undefined (e.g. one class for AUROC) are skipped; if too
     few remain (< half), a MetricError says so.
     """
-    if not 0.0 < level < 1.0:
-        raise MetricError(f"level={level} must be in (0, 1)")
-    if n_resamples < 1:
-        raise MetricError(f"n_resamples={n_resamples} must be at least 1 (1000 is typical)")
+    _check_bootstrap(level, n_resamples)
     c, y = _prepare(confidences, labels)
     point = metric(c, y)
-    rng = np.random.default_rng(seed)
-    stats: list[float] = []
-    for _ in range(n_resamples):
-        idx = rng.integers(0, c.size, c.size)
-        try:
-            stats.append(metric(c[idx], y[idx]))
-        except MetricError:
-            continue
-    if len(stats) < n_resamples / 2:
-        raise MetricError(f"only {len(stats)} of {n_resamples} resamples gave a defined value")
-    lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return Interval(value=point, low=float(lo), high=float(hi), n_resamples=len(stats))
+    low, high, used = bootstrap_indices(
+        lambda idx: metric(c[idx], y[idx]), c.size, n_resamples=n_resamples, level=level, seed=seed
+    )
+    return Interval(value=point, low=low, high=high, n_resamples=used)

@@ -198,8 +198,6 @@ def eval_command(
             raise ConfigError(f"--recalibration {recalibration!r}: use isotonic or platt")
         if fit_recalibration and partition == "dev":
             raise ConfigError("--fit-recalibration fits on dev; evaluate another partition (--partition test)")
-        if compare_strategy is not None and compare_strategy not in config_strategies(strategies):
-            raise ConfigError(f"--compare-strategy {compare_strategy!r} is not one of --strategies {strategies!r}")
         if not 0.0 < target_precision <= 1.0 or not 0.0 <= max_correct_lost <= 1.0 or not 0 < token_savings <= 1:
             raise ConfigError(
                 "--target-precision and --token-savings must be in (0, 1] and --max-correct-lost in [0, 1]"
@@ -213,6 +211,8 @@ def eval_command(
             alpha=settings.bci_alpha, window=settings.bci_window, sc_n=sc_n,
             lookahead_w=lookahead_w, lookahead_d=lookahead_d, top_logprobs=settings.top_logprobs, seed=seed,
         )  # fmt: skip
+        if compare_strategy is not None and compare_strategy not in config.strategies:
+            raise ConfigError(f"--compare-strategy {compare_strategy!r} is not one of --strategies {strategies!r}")
         questions = select_questions(specs, partition=partition, limit=limit, seed=seed)
         out.mkdir(parents=True, exist_ok=True)
         recal: Recalibrator | None = None
@@ -321,10 +321,6 @@ def eval_command(
     console.print("wrote " + ", ".join(str(f) for f in files), markup=False)
     if failed:
         raise typer.Exit(code=1)
-
-
-def config_strategies(strategies: str) -> list[str]:
-    return [s.strip() for s in strategies.split(",") if s.strip()]
 
 
 def _reference_label(compare_adapter: str) -> str:

@@ -15,37 +15,20 @@ difference (same resampled answers for both), which is what decides "better" on 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from finece_guard.backends.base import BaseScorer, ScoreRequest
 from finece_guard.bci import refine
-from finece_guard.errors import ConfigError, FineCEError, MetricError
-from finece_guard.evaluation.harness import (
-    AnswerRecord,
-    EvalRunReport,
-    StateScore,
-    StrategyTrace,
-    check_meta,
-    read_records,
-)
-from finece_guard.evaluation.report import METRICS, auroc_fast, brier_fast, cell, ece_fast
-from finece_guard.journal import Journal, gather_or_cancel
+from finece_guard.errors import MetricError
+from finece_guard.evaluation.harness import AnswerRecord, EvalRunReport, StateScore, StrategyTrace, run_journaled
+from finece_guard.evaluation.report import COMPARE_POSITIONS, METRIC_FNS, METRICS, cell
+from finece_guard.metrics import bootstrap_indices
 from finece_guard.types import CheckpointKind, Score
-
-Array = NDArray[np.float64]
-
-#: Positions compared: (key, label)
-COMPARE_POSITIONS: tuple[tuple[str, str], ...] = (("question", "question"), ("p1", "p(1)"), ("full", "full answer"))
-
-_FNS: dict[str, Callable[[Array, Array], float]] = {"ece": ece_fast, "auroc": auroc_fast, "brier": brier_fast}
 
 
 def state_requests(record: AnswerRecord) -> list[ScoreRequest]:
@@ -62,9 +45,9 @@ def state_requests(record: AnswerRecord) -> list[ScoreRequest]:
     return out
 
 
-def with_scores(record: AnswerRecord, values: Sequence[tuple[float, float, float]], *, alpha: float, window: int) -> (
-    AnswerRecord
-):
+def with_scores(
+    record: AnswerRecord, values: Sequence[tuple[float, float, float]], *, alpha: float, window: int
+) -> AnswerRecord:
     """``record`` with its state scores replaced by ``values`` (value, spread, mass) and traces recomputed.
 
     Look-ahead results belong to the adapter that produced them, so they are dropped.
@@ -103,37 +86,16 @@ async def rescore_records(
     ``meta`` (which adapter, which source file) must match the one ``out`` was started with. A
     record whose scoring fails is listed in :attr:`EvalRunReport.failed` and retried next run.
     """
-    if concurrency < 1:
-        raise ConfigError(f"concurrency={concurrency} must be at least 1")
-    check_meta(out, {**meta, "alpha": alpha, "window": window})
-    done = {r.key for r in read_records(out)}
-    todo = [r for r in records if r.key not in done]
-    report = EvalRunReport(done_before=len(records) - len(todo))
-    t0 = time.perf_counter()
-    sem = asyncio.Semaphore(concurrency)
-    journal = Journal(out, AnswerRecord.from_json)
 
-    async def one(record: AnswerRecord) -> None:
-        result: AnswerRecord | None = None
-        async with sem:
-            try:
-                scores = await scorer.ascore_many(state_requests(record))
-                values = [(s.value, s.spread, s.mass) for s in scores if isinstance(s, Score)]
-                result = with_scores(record, values, alpha=alpha, window=window)
-            except FineCEError as exc:
-                report.failed.append((record.key, f"{type(exc).__name__}: {exc}"))
-            else:
-                await journal.append(result.to_json())
-                report.evaluated += 1
-        if on_done is not None:
-            on_done(result)
+    async def work(record: AnswerRecord) -> AnswerRecord:
+        scores = await scorer.ascore_many(state_requests(record))
+        values = [(s.value, s.spread, s.mass) for s in scores if isinstance(s, Score)]
+        return with_scores(record, values, alpha=alpha, window=window)
 
-    async with journal:
-        try:
-            await gather_or_cancel(one(r) for r in todo)
-        finally:
-            report.seconds = time.perf_counter() - t0
-    return report
+    return await run_journaled(
+        records, out, key=lambda r: r.key, work=work, meta={**meta, "alpha": alpha, "window": window},
+        concurrency=concurrency, on_done=on_done,
+    )  # fmt: skip
 
 
 def paired_difference(
@@ -149,26 +111,15 @@ def paired_difference(
     y = np.asarray(labels, dtype=np.float64)
     if not a.size == b.size == y.size:
         raise ValueError(f"paired difference needs equal lengths, got {a.size}, {b.size}, {y.size}")
-    fn = _FNS[metric]
+    fn = METRIC_FNS[metric]
     out: dict[str, Any] = {"value": None, "low": None, "high": None, "n": int(y.size), "error": None}
     try:
         out["value"] = fn(a, y) - fn(b, y)
+        out["low"], out["high"], _ = bootstrap_indices(
+            lambda idx: fn(a[idx], y[idx]) - fn(b[idx], y[idx]), y.size, n_resamples=n_resamples, seed=seed
+        )
     except MetricError as exc:
-        out["error"] = str(exc)
-        return out
-    rng = np.random.default_rng(seed)
-    stats: list[float] = []
-    for _ in range(n_resamples):
-        idx = rng.integers(0, y.size, y.size)
-        try:
-            stats.append(fn(a[idx], y[idx]) - fn(b[idx], y[idx]))
-        except MetricError:
-            continue
-    if len(stats) < n_resamples / 2:
-        out["error"] = f"no interval: only {len(stats)} of {n_resamples} resamples defined"
-        return out
-    lo, hi = np.quantile(stats, [0.025, 0.975])
-    out.update(low=float(lo), high=float(hi))
+        out["error"] = str(exc) if out["value"] is None else f"no interval: {exc}"
     return out
 
 

@@ -37,7 +37,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from finece_guard.backends.base import BaseScorer, ScoreRequest
 from finece_guard.backends.http import is_transient
@@ -69,6 +69,8 @@ BASELINES: tuple[str, ...] = (
 )
 
 _RECORDS_VERSION = 1
+
+Item = TypeVar("Item")
 
 
 # --------------------------------------------------------------------------- settings
@@ -644,6 +646,54 @@ class EvalRunReport:
     seconds: float = 0.0
 
 
+async def run_journaled(
+    items: Sequence[Item],
+    out: Path,
+    *,
+    key: Callable[[Item], str],
+    work: Callable[[Item], Awaitable[AnswerRecord]],
+    meta: dict[str, Any],
+    concurrency: int,
+    on_done: Callable[[AnswerRecord | None], None] | None = None,
+) -> EvalRunReport:
+    """``work`` on every item not yet in the journal ``out``, at most ``concurrency`` at once.
+
+    Shared by :func:`run_eval` and re-scoring (:mod:`finece_guard.evaluation.compare`): ``meta``
+    must match the settings ``out`` was started with; each finished record is appended and fsynced;
+    an item whose ``work`` raises a :class:`FineCEError` is listed in :attr:`EvalRunReport.failed`
+    (and retried by the next run); ``on_done`` sees every item's record, or None when it failed.
+    """
+    if concurrency < 1:
+        raise ConfigError(f"concurrency={concurrency} must be at least 1")
+    check_meta(out, meta)
+    done = {r.key for r in read_records(out)}
+    todo = [item for item in items if key(item) not in done]
+    report = EvalRunReport(done_before=len(items) - len(todo))
+    t0 = time.perf_counter()
+    sem = asyncio.Semaphore(concurrency)
+    journal = Journal(out, AnswerRecord.from_json)  # repairs a torn tail, fsyncs every record
+
+    async def one(item: Item) -> None:
+        result: AnswerRecord | None = None
+        async with sem:
+            try:
+                result = await work(item)
+            except FineCEError as exc:
+                report.failed.append((key(item), f"{type(exc).__name__}: {exc}"))
+            else:
+                await journal.append(result.to_json())
+                report.evaluated += 1
+        if on_done is not None:
+            on_done(result)
+
+    async with journal:
+        try:
+            await gather_or_cancel(one(item) for item in todo)
+        finally:
+            report.seconds = time.perf_counter() - t0
+    return report
+
+
 async def run_eval(
     questions: Sequence[tuple[TaskSpec, QARecord]],
     out: Path,
@@ -661,32 +711,12 @@ async def run_eval(
     the file was started with. A question whose generation or FineCE scoring fails is listed in
     :attr:`EvalRunReport.failed` and retried by the next run.
     """
-    if concurrency < 1:
-        raise ConfigError(f"concurrency={concurrency} must be at least 1")
-    check_meta(out, {**config.to_meta(), **(meta or {})})
-    done = {r.key for r in read_records(out)}
-    todo = [(s, r) for s, r in questions if question_key(s, r) not in done]
-    report = EvalRunReport(done_before=len(questions) - len(todo))
-    t0 = time.perf_counter()
-    sem = asyncio.Semaphore(concurrency)
-    journal = Journal(out, AnswerRecord.from_json)  # repairs a torn tail, fsyncs every record
 
-    async def one(spec: TaskSpec, record: QARecord) -> None:
-        result: AnswerRecord | None = None
-        async with sem:
-            try:
-                result = await evaluate_question(record, spec, generator=generator, scorer=scorer, config=config)
-            except FineCEError as exc:
-                report.failed.append((question_key(spec, record), f"{type(exc).__name__}: {exc}"))
-            else:
-                await journal.append(result.to_json())
-                report.evaluated += 1
-        if on_done is not None:
-            on_done(result)
+    async def work(question: tuple[TaskSpec, QARecord]) -> AnswerRecord:
+        spec, record = question
+        return await evaluate_question(record, spec, generator=generator, scorer=scorer, config=config)
 
-    async with journal:
-        try:
-            await gather_or_cancel(one(s, r) for s, r in todo)
-        finally:
-            report.seconds = time.perf_counter() - t0
-    return report
+    return await run_journaled(
+        questions, out, key=lambda q: question_key(*q), work=work, meta={**config.to_meta(), **(meta or {})},
+        concurrency=concurrency, on_done=on_done,
+    )  # fmt: skip

@@ -71,6 +71,8 @@ COVERAGE_METHODS: frozenset[str] = frozenset(
 )
 #: Table II positions: (key, label)
 POSITIONS: tuple[tuple[str, str], ...] = (("question", "question"), ("p1", "p(1)"), ("pz1", "p(z-1)"), ("full", "full"))
+#: Positions of the adapter comparison (``evaluation.compare``): (key, label)
+COMPARE_POSITIONS: tuple[tuple[str, str], ...] = (("question", "question"), ("p1", "p(1)"), ("full", "full answer"))
 METRICS: tuple[str, ...] = ("ece", "auroc", "brier")
 ALL = "all"
 
@@ -105,7 +107,7 @@ def _accuracy(c: Array, y: Array) -> float:
     return float(y.mean())
 
 
-_METRIC_FNS: dict[str, Callable[[Array, Array], float]] = {"ece": ece_fast, "auroc": auroc_fast, "brier": brier_fast}
+METRIC_FNS: dict[str, Callable[[Array, Array], float]] = {"ece": ece_fast, "auroc": auroc_fast, "brier": brier_fast}
 
 
 def cell(
@@ -117,7 +119,7 @@ def cell(
     is kept with ``low``/``high`` None; where the metric itself is undefined ``value`` is None and
     ``error`` says why.
     """
-    fn = _accuracy if metric == "accuracy" else _METRIC_FNS[metric]
+    fn = _accuracy if metric == "accuracy" else METRIC_FNS[metric]
     out: Cell = {"value": None, "low": None, "high": None, "n": len(conf), "error": None}
     if not conf:
         out["error"] = "no answers"
@@ -582,7 +584,7 @@ def _comparison_markdown(comp: dict[str, Any] | None) -> list[str]:
     for group, g in comp["groups"].items():
         lines += ["", f"### {group} (n = {g['n']})", ""]
         rows = []
-        for pos, label in (("question", "question"), ("p1", "p(1)"), ("full", "full answer")):
+        for pos, label in COMPARE_POSITIONS:
             r = g["positions"][pos]
             rows.append([label, fmt_cell(r["this"]["auroc"]), fmt_cell(r["reference"]["auroc"]),
                          _signed(r["difference"]["auroc"]), fmt_cell(r["this"]["ece"]), fmt_cell(r["reference"]["ece"]),
