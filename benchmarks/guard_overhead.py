@@ -20,8 +20,8 @@ from langchain_openai import ChatOpenAI
 
 from benchmarks.common import finish, stamp
 from finece_guard import FineCEGuard, OpenAICompatScorer, ParagraphEnd, Periodic
-from finece_guard.checkpoints import CheckpointStrategy, Entropy
 from finece_guard.data.loaders import load_task
+from finece_guard.runtime.checkpoints import CheckpointStrategy, Entropy
 
 
 async def one(llm: ChatOpenAI, guard: FineCEGuard | None, prompt: str) -> tuple[float, float, int]:

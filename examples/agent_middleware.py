@@ -9,7 +9,7 @@ from langchain.agents import create_agent
 from langchain_openai import ChatOpenAI
 
 from finece_guard import AcceptAbove, OpenAICompatScorer, RetryBelow
-from finece_guard.middleware import FineCEMiddleware
+from finece_guard.runtime.middleware import FineCEMiddleware
 
 BASE_URL = os.environ.get("FINECE_BASE_URL", "http://127.0.0.1:8011/v1")
 

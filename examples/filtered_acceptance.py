@@ -8,8 +8,8 @@ import os
 from langchain_openai import ChatOpenAI
 
 from finece_guard import OpenAICompatScorer
-from finece_guard.guard import FineCEGuard
-from finece_guard.policies import AcceptAbove
+from finece_guard.runtime.guard import FineCEGuard
+from finece_guard.runtime.policies import AcceptAbove
 
 BASE_URL = os.environ.get("FINECE_BASE_URL", "http://127.0.0.1:8011/v1")
 

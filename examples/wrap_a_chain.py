@@ -12,8 +12,8 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
 
 from finece_guard import OpenAICompatScorer
-from finece_guard.guard import FineCEGuard
-from finece_guard.policies import AbortBelow
+from finece_guard.runtime.guard import FineCEGuard
+from finece_guard.runtime.policies import AbortBelow
 
 BASE_URL = os.environ.get("FINECE_BASE_URL", "http://127.0.0.1:8011/v1")
 

@@ -10,9 +10,6 @@ from finece_guard.backends.openai_generator import OpenAICompatGenerator
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
 from finece_guard.backends.transformers_scorer import TransformersScorer
 from finece_guard.backends.vllm_server import ServeSpec, VLLMServer
-from finece_guard.bci import integrate_paths, look_ahead, refine
-from finece_guard.callbacks.handler import FineCECallbackHandler
-from finece_guard.checkpoints import CheckpointStrategy, Entropy, ParagraphEnd, Periodic, parse_strategy
 from finece_guard.config import FineCESettings, load_settings
 from finece_guard.errors import (
     AdapterMismatchError,
@@ -30,10 +27,14 @@ from finece_guard.errors import (
     ServerStartError,
     SetupError,
 )
-from finece_guard.guard import Attempt, FineCEGuard, GuardResult, GuardTrace
 from finece_guard.metrics import Interval, accuracy, auroc, bootstrap, brier, ece
-from finece_guard.monitor import RunMonitor, stream_with_confidence
-from finece_guard.policies import (
+from finece_guard.prompts import ScoreScale, build_scorer_messages
+from finece_guard.runtime.bci import LookAhead, integrate_paths, look_ahead, refine
+from finece_guard.runtime.checkpoints import CheckpointStrategy, Entropy, ParagraphEnd, Periodic, parse_strategy
+from finece_guard.runtime.guard import Attempt, FineCEGuard, GuardResult, GuardTrace
+from finece_guard.runtime.handler import FineCECallbackHandler
+from finece_guard.runtime.monitor import RunMonitor, stream_with_confidence
+from finece_guard.runtime.policies import (
     AbortBelow,
     AcceptAbove,
     Action,
@@ -44,7 +45,6 @@ from finece_guard.policies import (
     RetrieveBelow,
     RetryBelow,
 )
-from finece_guard.prompts import ScoreScale, build_scorer_messages
 from finece_guard.types import Checkpoint, CheckpointKind, Score, ScoredCheckpoint, TokenEvent, Trace
 
 __version__ = "0.1.0"
@@ -76,6 +76,7 @@ __all__ = [
     "GuardResult",
     "GuardTrace",
     "Interval",
+    "LookAhead",
     "MetricError",
     "OpenAICompatGenerator",
     "OpenAICompatScorer",

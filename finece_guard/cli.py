@@ -21,7 +21,6 @@ from finece_guard.backends.openai_generator import OpenAICompatGenerator
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
 from finece_guard.backends.stack import resolve_stack
 from finece_guard.backends.vllm_server import VLLMServer, port_is_free
-from finece_guard.checkpoints import parse_strategy
 from finece_guard.commands.build_data import build_data
 from finece_guard.commands.common import announce, console, fail, server_for, sigterm_as_interrupt
 from finece_guard.commands.demo import demo
@@ -29,7 +28,8 @@ from finece_guard.commands.eval import eval_command
 from finece_guard.commands.train import train
 from finece_guard.config import FineCESettings, load_settings
 from finece_guard.errors import FineCEError, PortInUseError
-from finece_guard.monitor import stream_with_confidence
+from finece_guard.runtime.checkpoints import parse_strategy
+from finece_guard.runtime.monitor import stream_with_confidence
 from finece_guard.types import ScoredCheckpoint, TokenEvent, Trace
 
 app = typer.Typer(

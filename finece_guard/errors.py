@@ -100,7 +100,7 @@ class GenerationAborted(FineCEError):
 
     Raised from the callback handler's token callback (``raise_error=True``) so that LangChain
     propagates it and closes the stream, which cancels the request in vLLM. ``decision`` is the
-    policy's :class:`~finece_guard.policies.Decision`; the run's trace is kept by the handler.
+    policy's :class:`~finece_guard.runtime.policies.Decision`; the run's trace is kept by the handler.
     """
 
     def __init__(self, decision: Any, run_id: Any = None) -> None:

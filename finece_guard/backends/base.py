@@ -13,7 +13,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
-from finece_guard.backends.http import run_sync
+from finece_guard.sync_bridge import run_sync
 from finece_guard.types import CheckpointKind, Score
 
 #: (question, answer or None, kind)

@@ -1,7 +1,8 @@
 """HTTP plumbing shared by the OpenAI-compatible backends: clients, error mapping, retries.
 
-* One ``httpx.AsyncClient`` per event loop (a client is bound to the loop that made it, and the
-  sync wrappers run each call in a fresh loop), with connect/read timeouts on every request.
+* One ``httpx.AsyncClient`` per event loop (a client is bound to the loop that made it; sync
+  callers share the one loop of :mod:`finece_guard.sync_bridge`), with connect/read timeouts on
+  every request.
 * Every httpx error is mapped to the library's tree (:mod:`finece_guard.errors`).
 * Transient failures (connection errors, timeouts, 408/429/5xx) are retried with tenacity,
   exponential back-off with jitter, bounded by attempts *and* by an overall deadline.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -184,13 +185,3 @@ async def _iter_sse(resp: httpx.Response, url: str) -> AsyncIterator[dict[str, A
                 raise BackendError(f"{url} sent an unreadable stream event: {data[:200]!r}") from exc
     except httpx.HTTPError as exc:
         raise map_httpx_error(exc, url) from exc
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion from sync code; refuses inside a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    coro.close()
-    raise RuntimeError("called a sync method inside a running event loop; use the async variant (a...) instead")

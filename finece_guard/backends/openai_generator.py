@@ -16,6 +16,7 @@ from typing import Any
 from finece_guard.backends.http import OpenAIHTTP
 from finece_guard.config import FineCESettings
 from finece_guard.errors import BackendError, ConfigError
+from finece_guard.runtime.text import logprob_token_events
 from finece_guard.types import TokenEvent
 
 Message = dict[str, str]
@@ -37,27 +38,6 @@ def question_messages(question: str, system: str | None = None) -> list[Message]
         msgs.append({"role": "system", "content": system})
     msgs.append({"role": "user", "content": question})
     return msgs
-
-
-def logprob_token_events(text: str | None, content: Any, start: int) -> list[TokenEvent]:
-    """TokenEvents of one streamed piece: its ``logprobs.content`` entries, else the text alone.
-
-    A piece with no text carries no answer tokens, even when it has logprobs: vLLM reports the
-    stop token (e.g. ``<|im_end|>``) that way, and it must not become part of the answer.
-    """
-    if not text:
-        return []
-    if content:
-        return [
-            TokenEvent(
-                index=start + i,
-                text=str(c.get("token", "")),
-                logprob=c.get("logprob"),
-                top_logprobs=tuple((str(t["token"]), float(t["logprob"])) for t in c.get("top_logprobs") or ()),
-            )
-            for i, c in enumerate(content)
-        ]
-    return [TokenEvent(index=start, text=text)]
 
 
 def _token_events(choice: dict[str, Any], start: int) -> list[TokenEvent]:
@@ -160,6 +140,23 @@ class OpenAICompatGenerator:
 
         An empty prefix samples ``n`` whole answers. The continuations do not repeat the prefix.
         """
+        texts, _ = await self.sample_continuations_with_usage(
+            question, answer_prefix, n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed
+        )
+        return texts
+
+    async def sample_continuations_with_usage(
+        self,
+        question: str,
+        answer_prefix: str,
+        *,
+        n: int,
+        max_tokens: int,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        seed: int | None = None,
+    ) -> tuple[list[str], int]:
+        """Like :meth:`sample_continuations`, plus the generated token count the server reported."""
         if n < 1:
             raise ConfigError(f"n={n} continuations: use 1 or more")
         payload: dict[str, Any] = {
@@ -178,7 +175,8 @@ class OpenAICompatGenerator:
             payload["seed"] = seed
         body = await self.http.post_json("/chat/completions", payload)
         try:
-            return [str(c["message"]["content"] or "") for c in body["choices"]]
+            texts = [str(c["message"]["content"] or "") for c in body["choices"]]
+            return texts, int((body.get("usage") or {}).get("completion_tokens") or 0)
         except (KeyError, TypeError) as exc:
             raise BackendError(f"unexpected continuation response: {str(body)[:300]}") from exc
 

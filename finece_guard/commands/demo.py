@@ -81,12 +81,12 @@ async def _run(
     from pydantic import SecretStr
 
     from finece_guard.backends.openai_scorer import OpenAICompatScorer
-    from finece_guard.checkpoints import ParagraphEnd
     from finece_guard.embeddings import MiniLMEmbeddings
     from finece_guard.evaluation.recalibration import served_recalibrator
-    from finece_guard.guard import FineCEGuard
-    from finece_guard.policies import AbortBelow, AcceptAbove, RetrieveBelow
     from finece_guard.retrieval import ChromaConfig, ingest, open_vectorstore
+    from finece_guard.runtime.checkpoints import ParagraphEnd
+    from finece_guard.runtime.guard import FineCEGuard
+    from finece_guard.runtime.policies import AbortBelow, AcceptAbove, RetrieveBelow
 
     store = open_vectorstore(
         ChromaConfig(collection="sciq_support", persist_dir=settings.home / "chroma-demo"), MiniLMEmbeddings()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from finece_guard.errors import ConfigError
+from finece_guard.runtime.text import CONTEXT_TEMPLATE as CONTEXT_TEMPLATE  # the guard puts passages the same way
 
 #: Last line of a multiple-choice prompt. Measured on SmolLM2-135M (80 train questions each): with
 #: "answer with the letter, then explain" it recited the option list in 22-40 of 80 answers and
@@ -24,8 +25,6 @@ CHOICE_INSTRUCTION = "Explain your reasoning briefly, then give the final answer
 OPEN_INSTRUCTION = "Answer briefly, then explain."
 #: Last line of a GSM8K prompt; the answer checker reads the number after "The answer is".
 MATH_INSTRUCTION = "Solve step by step and end with 'The answer is N.'"
-#: Block put before the question when a passage is shown (``prompt(with_context=True)``).
-CONTEXT_TEMPLATE = "Passage: {context}\n\n"
 
 #: Option labels, in order: choice ``i`` is labelled ``LETTERS[i]``.
 LETTERS = string.ascii_uppercase

@@ -28,9 +28,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import logsumexp
 
-from finece_guard.checkpoints import topk_entropy
 from finece_guard.errors import ConfigError, MetricError, ScoreReadoutError
 from finece_guard.prompts import sanitize
+from finece_guard.runtime.checkpoints import topk_entropy
 from finece_guard.types import TokenEvent
 
 #: DeepConf's default group (sliding window) size in tokens (Fu et al. 2025, reference code).
@@ -114,7 +114,7 @@ def mean_entropy_conf(tokens: Sequence[TokenEvent], k: int | None = None) -> flo
     """``exp(-H̄)`` where H̄ is the mean over tokens of the top-k entropy in nats.
 
     Each position's entropy is over its ``k`` most likely alternatives renormalised to sum to 1
-    (:func:`finece_guard.checkpoints.topk_entropy`; ``k=None`` uses all the server sent), a
+    (:func:`finece_guard.runtime.checkpoints.topk_entropy`; ``k=None`` uses all the server sent), a
     truncated estimate. ``exp(-H)`` is a fixed decreasing map of entropy into (0, 1]: 1 for a
     certain model, ``1/k`` for a uniform top-k. Monotone, not calibrated.
     """

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from finece_guard.backends.base import BaseScorer, ScoreRequest
-from finece_guard.bci import refine
 from finece_guard.errors import MetricError
 from finece_guard.evaluation.harness import AnswerRecord, EvalRunReport, StateScore, StrategyTrace, run_journaled
 from finece_guard.evaluation.report import COMPARE_POSITIONS, METRIC_FNS, METRICS, cell
 from finece_guard.metrics import bootstrap_indices
+from finece_guard.runtime.bci import refine
 from finece_guard.types import CheckpointKind, Score
 
 

@@ -6,7 +6,7 @@ the *same* answers, at the positions a guard would act on. For each question thi
 1. streams one greedy answer (temperature 0) with ``top_logprobs``, so the logprob baselines read
    the very tokens that were judged, and labels it with :func:`~finece_guard.data.is_correct`;
 2. replays the answer's tokens through each checkpoint strategy exactly as
-   :class:`~finece_guard.monitor.RunMonitor` feeds them while streaming
+   :class:`~finece_guard.runtime.monitor.RunMonitor` feeds them while streaming
    (:func:`replay_checkpoints`), and scores every distinct state once: the question alone, each
    partial prefix any strategy picked, and the full answer;
 3. per strategy, builds the trace ``question, partial..., full`` and refines it with retrospective
@@ -42,8 +42,6 @@ from typing import Any, Protocol, TypeVar
 from finece_guard.backends.base import BaseScorer, ScoreRequest
 from finece_guard.backends.http import is_transient
 from finece_guard.backends.openai_generator import Message, OpenAICompatGenerator, StreamStats, question_messages
-from finece_guard.bci import look_ahead, refine
-from finece_guard.checkpoints import CheckpointStrategy, parse_strategy
 from finece_guard.data.checkers import extract_final, is_correct
 from finece_guard.data.construction import TaskSpec
 from finece_guard.data.partition import PARTITIONS
@@ -51,6 +49,8 @@ from finece_guard.data.records import QARecord
 from finece_guard.errors import BackendError, ConfigError, FineCEError, MetricError
 from finece_guard.evaluation import baselines as bl
 from finece_guard.journal import Journal, gather_or_cancel
+from finece_guard.runtime.bci import look_ahead, refine
+from finece_guard.runtime.checkpoints import CheckpointStrategy, parse_strategy
 from finece_guard.types import CheckpointKind, Score, TokenEvent
 
 #: Default checkpoint strategies: the paper's three (periodic every 32 tokens, entropy above 1.5 nats).

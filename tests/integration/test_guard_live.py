@@ -26,8 +26,8 @@ from langchain_openai import ChatOpenAI
 
 from finece_guard import OpenAICompatScorer, Periodic
 from finece_guard.config import DEFAULT_GENERATOR
-from finece_guard.guard import FineCEGuard, GuardResult
-from finece_guard.policies import AbortBelow, AcceptAbove, RetrieveBelow, RetryBelow
+from finece_guard.runtime.guard import FineCEGuard, GuardResult
+from finece_guard.runtime.policies import AbortBelow, AcceptAbove, RetrieveBelow, RetryBelow
 
 # one event loop for the module: langchain-openai caches its async HTTP client per process
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]

@@ -1,4 +1,4 @@
-"""Unit tests for finece_guard.bci: eq. 5 of the paper with hand-computed golden values.
+"""Unit tests for finece_guard.runtime.bci: eq. 5 of the paper with hand-computed golden values.
 
 Eq. 5:  c'_N = c_N ;  c'_j = a*c_j + (1-a) * mean(c'_{j+1} .. c'_{min(j+w, N)})  for j < N
 """
@@ -9,14 +9,14 @@ import math
 
 import pytest
 
-from finece_guard.bci import (
+from finece_guard.errors import ConfigError, FineCEError
+from finece_guard.runtime.bci import (
     LookAheadResult,
     integrate_paths,
     look_ahead,
     refine,
     split_paragraphs,
 )
-from finece_guard.errors import ConfigError, FineCEError
 from finece_guard.types import CheckpointKind, Score
 
 # --------------------------------------------------------------------------- refine

@@ -1,4 +1,4 @@
-"""Unit tests for finece_guard.checkpoints: strategies, truncated entropy and spec parsing."""
+"""Unit tests for finece_guard.runtime.checkpoints: strategies, truncated entropy and spec parsing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from finece_guard.checkpoints import (
+from finece_guard.errors import ConfigError
+from finece_guard.runtime.checkpoints import (
     CheckpointStrategy,
     Entropy,
     ParagraphEnd,
@@ -14,7 +15,6 @@ from finece_guard.checkpoints import (
     parse_strategy,
     topk_entropy,
 )
-from finece_guard.errors import ConfigError
 from finece_guard.types import TokenEvent
 
 LN2 = math.log(2.0)

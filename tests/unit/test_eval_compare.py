@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finece_guard.bci import refine
 from finece_guard.evaluation.compare import (
     comparison_section,
     paired_difference,
@@ -19,6 +18,7 @@ from finece_guard.evaluation.compare import (
 )
 from finece_guard.evaluation.harness import AnswerRecord, StateScore, StrategyTrace, read_records
 from finece_guard.evaluation.report import auroc_fast, build_report, render_markdown
+from finece_guard.runtime.bci import refine
 from finece_guard.testing import KeywordScorer
 from finece_guard.types import CheckpointKind
 

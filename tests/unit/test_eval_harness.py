@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -10,8 +11,6 @@ import pytest
 
 from finece_guard.backends.base import BaseScorer
 from finece_guard.backends.openai_generator import Message, StreamStats
-from finece_guard.bci import refine
-from finece_guard.checkpoints import Entropy, ParagraphEnd, Periodic
 from finece_guard.data.construction import TaskSpec
 from finece_guard.data.records import AnswerKind, QARecord
 from finece_guard.errors import BackendConnectionError, BackendHTTPError, ConfigError, ScoreReadoutError
@@ -25,7 +24,9 @@ from finece_guard.evaluation.harness import (
     replay_checkpoints,
     run_eval,
 )
-from finece_guard.monitor import RunMonitor
+from finece_guard.runtime.bci import refine
+from finece_guard.runtime.checkpoints import Entropy, ParagraphEnd, Periodic
+from finece_guard.runtime.monitor import RunMonitor
 from finece_guard.types import CheckpointKind, Score, TokenEvent
 
 TOP = (("a", -0.1), ("b", -2.5), ("c", -3.0))
@@ -87,9 +88,12 @@ async def test_replay_matches_run_monitor(strategy: ParagraphEnd | Periodic | En
     """Replaying a finished answer gives the checkpoints the live monitor would have scored."""
     tokens = toks(ANSWER, flat_at=(3, 7, 11))
     monitor = RunMonitor("q?", CountingScorer(), strategy)
-    for t in tokens:
+    for t in tokens:  # a real stream yields to the loop between tokens, so each score lands before the next
         monitor.feed(t)
+        for _ in range(3):
+            await asyncio.sleep(0)
     trace = await monitor.finish()
+    assert "skipped" not in trace.meta
     live = [sc.checkpoint.n_tokens for sc in trace.checkpoints if sc.checkpoint.kind is CheckpointKind.PARTIAL]
     assert [n for n, _ in replay_checkpoints(tokens, strategy)] == live
 

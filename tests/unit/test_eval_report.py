@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finece_guard.bci import refine
 from finece_guard.errors import MetricError
 from finece_guard.evaluation.harness import BASELINES, AnswerRecord, EvalConfig, StateScore, StrategyTrace
 from finece_guard.evaluation.recalibration import IsotonicRecalibrator
@@ -30,6 +29,7 @@ from finece_guard.evaluation.report import (
     write_report,
 )
 from finece_guard.metrics import auroc, brier, ece
+from finece_guard.runtime.bci import refine
 
 STRATEGIES = ("paragraph", "periodic:32")
 CONFIG = EvalConfig(strategies=STRATEGIES, sc_n=3)

@@ -24,10 +24,10 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from pydantic import Field
 
-from finece_guard.callbacks.handler import FineCECallbackHandler
 from finece_guard.errors import ConfigError, GenerationAborted
-from finece_guard.guard import FineCEGuard, GuardResult
-from finece_guard.policies import AbortBelow, AcceptAbove, Action, RetrieveBelow, RetryBelow
+from finece_guard.runtime.guard import FineCEGuard, GuardResult
+from finece_guard.runtime.handler import FineCECallbackHandler
+from finece_guard.runtime.policies import AbortBelow, AcceptAbove, Action, RetrieveBelow, RetryBelow
 from finece_guard.testing import KeywordScorer
 from finece_guard.types import CheckpointKind
 
@@ -283,7 +283,7 @@ def test_question_extraction() -> None:
 
 
 def test_stop_token_with_logprobs_but_no_text_is_not_answer_text() -> None:
-    from finece_guard.callbacks.handler import token_events
+    from finece_guard.runtime.text import chunk_token_events as token_events
 
     lp = {"content": [{"token": "<|im_end|>", "logprob": -0.1, "top_logprobs": []}]}
     assert token_events("", None, lp, 7) == []

@@ -6,8 +6,8 @@ from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from finece_guard.middleware import FineCEMiddleware
-from finece_guard.policies import AcceptAbove, RetryBelow
+from finece_guard.runtime.middleware import FineCEMiddleware
+from finece_guard.runtime.policies import AcceptAbove, RetryBelow
 from finece_guard.testing import KeywordScorer
 from finece_guard.types import CheckpointKind
 
@@ -50,7 +50,7 @@ def test_a_retrieval_supersedes_a_more_confident_ungrounded_answer() -> None:
     from langchain_core.documents import Document
     from langchain_core.retrievers import BaseRetriever
 
-    from finece_guard.policies import Budget, RetrieveBelow
+    from finece_guard.runtime.policies import Budget, RetrieveBelow
 
     class Fixed(BaseRetriever):
         def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:

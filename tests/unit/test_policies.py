@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from finece_guard.errors import ConfigError
-from finece_guard.policies import (
+from finece_guard.runtime.policies import (
     AbortBelow,
     AcceptAbove,
     Action,
@@ -32,7 +32,7 @@ def _view(values: list[float | None], *, phase: str = "checkpoint", n_tokens: in
     cps = tuple(_sc(i, k, v, n_tokens=i * 10) for i, (k, v) in enumerate(zip(kinds, values, strict=True)))
     return PolicyView(
         question="q", text="answer", n_tokens=n_tokens, checkpoints=cps, raw=tuple(values),
-        refined=tuple(values), phase=phase, **kw,  # type: ignore[arg-type]
+        refined=tuple(values) if phase == "attempt_end" else (), phase=phase, **kw,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -68,7 +68,7 @@ def test_retry_until_max_attempts_with_changing_sampling() -> None:
 def test_retrieve_query_and_budget() -> None:
     p = RetrieveBelow(0.5, max_retrievals=1, k=2, include_partial_answer=True)
     d = p.decide(_view([0.9, 0.3], phase="attempt_end"))
-    assert d.action is Action.RETRIEVE and d.params == {"query": "q\nanswer", "k": 2}
+    assert d.action is Action.RETRIEVE and d.params == {"query": "q\nanswer", "k": 2, "stage": "attempt_end"}
     assert p.decide(_view([0.9, 0.3], phase="attempt_end", retrievals_used=1)).action is Action.CONTINUE
 
 
@@ -91,10 +91,17 @@ def test_bad_arguments_raise_config_error(make: object) -> None:
         make()  # type: ignore[operator]
 
 
-def test_precedence_in_stream_only_abort_acts() -> None:
+def test_precedence_in_stream_only_abort_and_early_retrieval_act() -> None:
     policies = [AcceptAbove(0.9), RetryBelow(0.9), AbortBelow(0.5)]
-    assert decide_in_stream(policies, _view([0.9, 0.3])).action is Action.ABORT
-    assert decide_in_stream(policies[:2], _view([0.9, 0.3])).action is Action.CONTINUE
+    assert decide_in_stream(policies, _view([0.9, 0.3]))[0].action is Action.ABORT
+    assert decide_in_stream(policies[:2], _view([0.9, 0.3]))[0].action is Action.CONTINUE
+    # a late retrieval (early=False) never acts in-stream; an early one does, within the budget
+    assert decide_in_stream([RetrieveBelow(0.5)], _view([0.9, 0.3]), can_retrieve=True)[0].action is Action.CONTINUE
+    early = [RetrieveBelow(0.5, early=True, min_tokens=0), AbortBelow(0.5)]
+    d, refused = decide_in_stream(early, _view([0.9, 0.3]), Budget(), can_retrieve=True)
+    assert d.action is Action.RETRIEVE and d.params["stage"] == "in_stream" and refused == []
+    d, refused = decide_in_stream(early, _view([0.9, 0.3]), Budget(max_retrievals=0), can_retrieve=True)
+    assert d.action is Action.ABORT and "max_retrievals=0" in refused[0]
 
 
 def test_precedence_regeneration_first_in_list_order_within_budget() -> None:
@@ -135,7 +142,7 @@ def test_no_policy_combination_loops_forever() -> None:
 
 
 def test_kept_attempt_latest_context_then_best_confidence() -> None:
-    from finece_guard.policies.compose import kept_attempt
+    from finece_guard.runtime.policies.compose import kept_attempt
 
     conf = {"a": 0.9, "b": 0.4, "c": 0.7, "d": None, "e": None}
     ctx = {"a": (), "b": ("p",), "c": ("p",), "d": ("q",), "e": ("q",)}
@@ -152,7 +159,7 @@ def test_kept_attempt_latest_context_then_best_confidence() -> None:
 
 
 def test_scoring_failed_verdict_follows_the_mode() -> None:
-    from finece_guard.policies.compose import scoring_failed_verdict
+    from finece_guard.runtime.policies.compose import scoring_failed_verdict
 
     assert scoring_failed_verdict("open", "timeout").action is Action.ACCEPT
     closed = scoring_failed_verdict("closed", "timeout")

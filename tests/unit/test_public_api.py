@@ -7,7 +7,7 @@ EXPECTED = [
     "BackendConnectionError", "BackendError", "BackendHTTPError", "BackendTimeoutError", "BaseScorer", "Budget",
     "Checkpoint", "CheckpointKind", "CheckpointStrategy", "ConfigError", "Decision", "Entropy",
     "FineCECallbackHandler", "FineCEError", "FineCEGuard", "FineCESettings", "GenerationAborted", "GuardResult",
-    "GuardTrace", "Interval", "MetricError", "OpenAICompatGenerator", "OpenAICompatScorer", "ParagraphEnd",
+    "GuardTrace", "Interval", "LookAhead", "MetricError", "OpenAICompatGenerator", "OpenAICompatScorer", "ParagraphEnd",
     "Periodic", "Policy", "PolicyView", "PortInUseError", "RetrieveBelow", "RetryBelow", "RunMonitor", "Score",
     "ScoreReadoutError", "ScoreScale", "ScoredCheckpoint", "ServeSpec", "ServerError", "ServerStartError",
     "SetupError", "TokenEvent", "Trace", "TransformersScorer", "VLLMServer", "accuracy", "auroc", "bootstrap",

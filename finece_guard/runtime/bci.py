@@ -11,14 +11,22 @@ Two uses:
   ``depth`` paragraphs from the generator (``n=width`` on the cached prefix), score each step of
   each path, refine each path with eq. 5, and integrate the paths' first refined values back:
   ``c'_j = α·c_j + (1 − α)·mean_i c'_{i,1}``.
+
+What each use can change: eq. 5 leaves the last state unchanged (c'_N = c_N), so retrospective
+BCI never changes a verdict on a *finished* answer's final score; it refines the earlier
+checkpoints (what evaluation, early-stage analysis and ``GuardResult.refined_trace`` show). A
+decision taken *while the answer streams* can only be refined by looking ahead: a policy asks for
+it with ``confirm=LookAhead(width, depth)`` and then decides on the integrated value
+(:class:`LookAhead`, carried out by the callback handler, its cost kept in the trace).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from finece_guard.errors import ConfigError
 from finece_guard.types import CheckpointKind, Score
@@ -82,13 +90,49 @@ class StateScorer(Protocol):
 
 
 @dataclass(frozen=True)
+class LookAhead:
+    """Ask the runtime to confirm an in-stream decision by looking ahead before acting.
+
+    At the checkpoint where a policy is about to act, ``width`` continuations of ``depth``
+    paragraphs (at most ``max_tokens_per_step`` tokens each) are sampled from the generator in
+    one request (``n=width``), scored, and integrated with eq. 5 (``alpha``; ``None`` uses the
+    guard's BCI alpha). The policy then decides on the integrated value.
+    """
+
+    width: int = 4
+    depth: int = 1
+    alpha: float | None = None
+    max_tokens_per_step: int = 48
+
+    def __post_init__(self) -> None:
+        sizes = (("width", self.width), ("depth", self.depth), ("max_tokens_per_step", self.max_tokens_per_step))
+        for name, value in sizes:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"LookAhead {name}={value!r} must be an integer >= 1 (e.g. LookAhead(width=4, depth=1))"
+                )
+        if self.alpha is not None:
+            _check(self.alpha, 1)
+
+
+@dataclass(frozen=True)
 class LookAheadResult:
-    """The integrated value and what it was made of (kept for the trace)."""
+    """The integrated value and what it was made of and cost (kept for the trace)."""
 
     value: float
     raw: float
     paths: tuple[tuple[float, ...], ...]
     continuations: tuple[str, ...]
+    tokens: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value, "raw": self.raw, "paths": [list(p) for p in self.paths],
+            "continuations": list(self.continuations), "tokens": self.tokens, "requests": self.requests,
+            "seconds": self.seconds,
+        }  # fmt: skip
 
 
 def split_paragraphs(text: str, depth: int) -> list[str]:
@@ -125,9 +169,15 @@ async def look_ahead(
         raise ConfigError(f"look-ahead width={width!r} must be at least 1 continuation")
     if depth < 1:
         raise ConfigError(f"look-ahead depth={depth!r} must be at least 1 paragraph")
-    conts = await sampler.sample_continuations(
-        question, answer_prefix, n=width, max_tokens=max_tokens_per_step * depth
-    )
+    t0 = time.perf_counter()
+    counted = getattr(sampler, "sample_continuations_with_usage", None)
+    tokens = 0
+    if callable(counted):
+        conts, tokens = await counted(question, answer_prefix, n=width, max_tokens=max_tokens_per_step * depth)
+    else:
+        conts = await sampler.sample_continuations(
+            question, answer_prefix, n=width, max_tokens=max_tokens_per_step * depth
+        )
     step_texts = [split_paragraphs(c, depth) for c in conts]
     jobs = [
         scorer.ascore(question, answer_prefix + step, CheckpointKind.PARTIAL)
@@ -138,4 +188,7 @@ async def look_ahead(
     it = iter(scores)
     paths = tuple(tuple(next(it).value for _ in steps) for steps in step_texts)
     value = integrate_paths(raw, paths, alpha=alpha)
-    return LookAheadResult(value=value, raw=raw, paths=paths, continuations=tuple(conts))
+    return LookAheadResult(
+        value=value, raw=raw, paths=paths, continuations=tuple(conts), tokens=int(tokens),
+        requests=1 + len(jobs), seconds=time.perf_counter() - t0,
+    )  # fmt: skip

@@ -2,7 +2,12 @@
 
 Precedence (fixed, so any combination is predictable):
 
-1. **While streaming** only ``ABORT`` acts: the first policy in list order that says abort wins.
+0. **Before generating** (only when a policy asks for the question-only state first, e.g.
+   ``RetrieveBelow(early=True)``): the first ``RETRIEVE`` the budget allows retrieves before the
+   attempt generates anything (:func:`decide_before_generation`).
+1. **While streaming** ``ABORT`` and early ``RETRIEVE`` act: the first policy in list order that
+   says one of them wins, a retrieval only if the budget allows it (:func:`decide_in_stream`).
+   Both stop the stream; after an abort the attempt ends and step 2 runs as usual.
 2. **When an attempt ends**, regeneration comes first: the first policy in list order that asks
    for ``RETRY`` or ``RETRIEVE`` wins, *if the budget allows it* (a retrieval also needs a
    retriever). Otherwise the run stops.
@@ -24,8 +29,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from finece_guard.policies import _validate
-from finece_guard.policies.base import CONTINUE, Action, Decision, Policy, PolicyView
+from finece_guard.runtime.policies import _validate
+from finece_guard.runtime.policies.base import CONTINUE, Action, Decision, Policy, PolicyView
 
 
 @dataclass(frozen=True)
@@ -42,13 +47,64 @@ class Budget:
         _validate.at_least("max_tokens", self.max_tokens, 1)
 
 
-def decide_in_stream(policies: Sequence[Policy], view: PolicyView) -> Decision:
-    """The first ABORT among the policies, else CONTINUE."""
+def _refusal(
+    decision: Decision, view: PolicyView, budget: Budget, tokens_used: int, can_retrieve: bool
+) -> str | None:
+    """Why the budget refuses a regeneration (retry / retrieve), or None when it allows it.
+
+    ``view.attempts_used`` counts the current attempt: before generating (phase "question") the
+    retrieval replaces nothing, so the attempt cap does not apply there.
+    """
+    if view.phase != "question" and view.attempts_used >= budget.max_attempts:
+        return f"{decision.policy}: budget max_attempts={budget.max_attempts} reached"
+    if tokens_used >= budget.max_tokens:
+        return f"{decision.policy}: budget max_tokens={budget.max_tokens} reached ({tokens_used} used)"
+    if decision.action is Action.RETRIEVE and not can_retrieve:
+        return f"{decision.policy}: no retriever configured"
+    if decision.action is Action.RETRIEVE and view.retrievals_used >= budget.max_retrievals:
+        return f"{decision.policy}: budget max_retrievals={budget.max_retrievals} reached"
+    return None
+
+
+def decide_before_generation(
+    policies: Sequence[Policy], view: PolicyView, budget: Budget, *, can_retrieve: bool
+) -> tuple[Decision, list[str]]:
+    """Phase "question": the first RETRIEVE the budget allows, else CONTINUE; plus refusals."""
+    refused: list[str] = []
+    for policy in policies:
+        decision = policy.decide(view)
+        if decision.action is not Action.RETRIEVE:
+            continue
+        why = _refusal(decision, view, budget, 0, can_retrieve)
+        if why is None:
+            return decision, refused
+        refused.append(why)
+    return CONTINUE, refused
+
+
+def decide_in_stream(
+    policies: Sequence[Policy],
+    view: PolicyView,
+    budget: Budget | None = None,
+    *,
+    tokens_used: int = 0,
+    can_retrieve: bool = False,
+) -> tuple[Decision, list[str]]:
+    """Phase "checkpoint": the first ABORT, or the first early RETRIEVE the budget allows.
+
+    Returns the decision (CONTINUE when none acts) and why refused retrievals were refused.
+    """
+    refused: list[str] = []
     for policy in policies:
         decision = policy.decide(view)
         if decision.action is Action.ABORT:
-            return decision
-    return CONTINUE
+            return decision, refused
+        if decision.action is Action.RETRIEVE:
+            why = _refusal(decision, view, budget or Budget(), tokens_used, can_retrieve)
+            if why is None:
+                return decision, refused
+            refused.append(why)
+    return CONTINUE, refused
 
 
 def decide_regeneration(
@@ -60,16 +116,10 @@ def decide_regeneration(
         decision = policy.decide(view)
         if decision.action not in (Action.RETRY, Action.RETRIEVE):
             continue
-        if view.attempts_used >= budget.max_attempts:
-            refused.append(f"{decision.policy}: budget max_attempts={budget.max_attempts} reached")
-        elif tokens_used >= budget.max_tokens:
-            refused.append(f"{decision.policy}: budget max_tokens={budget.max_tokens} reached ({tokens_used} used)")
-        elif decision.action is Action.RETRIEVE and not can_retrieve:
-            refused.append(f"{decision.policy}: no retriever configured")
-        elif decision.action is Action.RETRIEVE and view.retrievals_used >= budget.max_retrievals:
-            refused.append(f"{decision.policy}: budget max_retrievals={budget.max_retrievals} reached")
-        else:
+        why = _refusal(decision, view, budget, tokens_used, can_retrieve)
+        if why is None:
             return decision, refused
+        refused.append(why)
     return CONTINUE, refused
 
 

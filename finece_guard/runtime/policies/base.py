@@ -1,15 +1,21 @@
 """What a policy sees and says: :class:`PolicyView` in, :class:`Decision` out, no I/O in between.
 
-A policy is a pure object with one method, ``decide(view) -> Decision``. It is asked at two
+A policy is a pure object with one method, ``decide(view) -> Decision``. It is asked at three
 moments (``view.phase``):
 
-* ``"checkpoint"`` — while the answer streams, each time a checkpoint's score arrives. Only
-  :attr:`Action.ABORT` is acted on here (the rest would need the answer to end first).
+* ``"question"`` — before an attempt generates anything, when a policy wants the question-only
+  state judged first (``RetrieveBelow(early=True)``): :attr:`Action.RETRIEVE` retrieves before
+  generating.
+* ``"checkpoint"`` — while the answer streams, each time a checkpoint's score arrives (asked by
+  the one in-stream decider, the callback handler). :attr:`Action.ABORT` and (early)
+  :attr:`Action.RETRIEVE` act here: both stop the stream. A decision may carry
+  ``confirm=LookAhead(...)``: the handler then looks ahead (BCI), puts the integrated value into
+  ``view.refined`` at that checkpoint and asks again; the policy decides on that value.
 * ``"attempt_end"`` — when an attempt ended (finished, aborted, or stopped by the budget). A
   policy may ask to regenerate (:attr:`Action.RETRY`, :attr:`Action.RETRIEVE`) or give a verdict
   (:attr:`Action.ACCEPT`, :attr:`Action.REJECT`).
 
-Precedence is fixed and documented in :mod:`finece_guard.policies.compose`. Because policies only
+Precedence is fixed and documented in :mod:`finece_guard.runtime.policies.compose`. Because policies only
 read data and return data, they are trivially testable and the guard is the one place where
 anything happens.
 """
@@ -20,9 +26,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from finece_guard.types import ScoredCheckpoint
+from finece_guard.runtime.bci import LookAhead
+from finece_guard.types import CheckpointKind, ScoredCheckpoint
 
-Phase = Literal["checkpoint", "attempt_end"]
+Phase = Literal["question", "checkpoint", "attempt_end"]
 
 
 class Action(StrEnum):
@@ -45,10 +52,16 @@ class Decision:
     policy: str = ""
     score: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    confirm: LookAhead | None = None
 
     @property
     def acts(self) -> bool:
         return self.action is not Action.CONTINUE
+
+    @property
+    def stops_stream(self) -> bool:
+        """Whether carrying this out in-stream stops the generation (abort, early retrieval)."""
+        return self.action in (Action.ABORT, Action.RETRIEVE)
 
 
 CONTINUE = Decision(Action.CONTINUE)
@@ -59,8 +72,10 @@ class PolicyView:
     """A read-only snapshot of one guarded run, as policies see it.
 
     ``raw`` and ``refined`` are aligned with ``checkpoints`` (``None`` where scoring failed or
-    is still pending). ``attempt`` counts from 1; ``attempts_used``/``retrievals_used`` count
-    what the run has spent so far including the current attempt.
+    is still pending). While streaming, ``refined`` holds look-ahead BCI values where a
+    confirmation ran (``None`` elsewhere); when an attempt ended it holds retrospective BCI.
+    ``attempt`` counts from 1; ``attempts_used``/``retrievals_used`` count what the run has spent
+    so far including the current attempt.
     """
 
     question: str
@@ -76,6 +91,23 @@ class PolicyView:
     finished: bool = False
     aborted: bool = False
     scoring_failed: bool = False
+
+    def value_at(self, i: int) -> float | None:
+        """The value to act on at checkpoint ``i``: its refined value if there is one, else raw."""
+        if i < len(self.refined) and self.refined[i] is not None:
+            return self.refined[i]
+        return self.raw[i] if i < len(self.raw) else None
+
+    def confirmed_at(self, i: int) -> bool:
+        """Whether checkpoint ``i`` carries a refined (look-ahead) value while streaming."""
+        return self.phase == "checkpoint" and i < len(self.refined) and self.refined[i] is not None
+
+    def newest(self, kinds: frozenset[CheckpointKind]) -> int | None:
+        """Index of the newest scored checkpoint of one of ``kinds`` (None if none is scored)."""
+        for i in range(len(self.checkpoints) - 1, -1, -1):
+            if self.checkpoints[i].checkpoint.kind in kinds and i < len(self.raw) and self.raw[i] is not None:
+                return i
+        return None
 
     @property
     def latest(self) -> float | None:

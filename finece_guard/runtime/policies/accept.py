@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finece_guard.policies import _validate
-from finece_guard.policies.base import CONTINUE, Action, Decision, PolicyView
+from finece_guard.runtime.policies import _validate
+from finece_guard.runtime.policies.base import CONTINUE, Action, Decision, PolicyView
 
 DEFAULT_FALLBACK = "I am not confident enough in an answer to this question."
 

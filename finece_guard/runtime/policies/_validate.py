@@ -15,3 +15,10 @@ def at_least(name: str, value: int, low: int) -> int:
     if value < low:
         raise ConfigError(f"{name}={value!r} must be at least {low}")
     return int(value)
+
+
+def lookahead(name: str, value: object) -> None:
+    from finece_guard.runtime.bci import LookAhead
+
+    if value is not None and not isinstance(value, LookAhead):
+        raise ConfigError(f"{name}={value!r}: pass None or LookAhead(width=4, depth=1)")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from finece_guard.errors import ConfigError
-from finece_guard.policies import _validate
-from finece_guard.policies.base import CONTINUE, Action, Decision, PolicyView
+from finece_guard.runtime.policies import _validate
+from finece_guard.runtime.policies.base import CONTINUE, Action, Decision, PolicyView
 
 
 @dataclass(frozen=True)

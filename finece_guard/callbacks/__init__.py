@@ -1,1 +1,0 @@
-"""LangChain callback handlers that score a streaming run (per-run state keyed by run_id)."""

@@ -1,0 +1,518 @@
+"""The LangChain callback handler: FineCE scoring beside any streaming chat model, and the one in-stream decider.
+
+Attach :class:`FineCECallbackHandler` to a chat model that streams from an OpenAI-compatible
+endpoint with logprobs (``ChatOpenAI(base_url=..., logprobs=True, top_logprobs=5)``) or to any
+chain containing one. For each model run it keeps a :class:`~finece_guard.runtime.monitor.RunMonitor`
+keyed by the run's ``run_id`` (one handler serves any number of concurrent runs without
+cross-talk), feeds it every streamed token with its logprobs, and lets the monitor score
+checkpoints as tasks **beside** the stream: a token callback never waits for the scorer.
+
+**One decider.** When a score arrives, this handler — and nothing else — asks the in-stream
+policies (:func:`~finece_guard.runtime.policies.compose.decide_in_stream`). A decision that wants
+confirmation (``confirm=LookAhead(...)``) first runs look-ahead BCI on the current prefix while
+generation goes on, and the policies decide again on the integrated value. A decision that
+stops the stream (abort, early retrieval) is raised as
+:class:`~finece_guard.errors.GenerationAborted` from the *next* token callback, whatever the mode
+(``invoke``, ``stream``, ``astream``, ``astream_events``, agents): ``raise_error = True`` makes
+LangChain propagate it, which closes the HTTP stream and so cancels the request inside vLLM. The
+run's trace then says ``finish_reason="aborted"`` and is never labelled a finished answer.
+Everyone else (the guard, the middleware, event streams) only *reports* what was decided: each
+decision and scored checkpoint is put on the session's event queue.
+
+Sync and async: the handler runs *inline* (``run_inline = True``); a run's state lives on one
+event loop — the guard session's loop, else the caller's running loop, else the package's one
+bridge loop (:mod:`finece_guard.sync_bridge`) for plain sync code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import LLMResult
+
+from finece_guard.backends.base import BaseScorer
+from finece_guard.errors import ConfigError, GenerationAborted
+from finece_guard.runtime.bci import ContinuationSampler, LookAhead, look_ahead
+from finece_guard.runtime.checkpoints import CheckpointStrategy
+from finece_guard.runtime.monitor import RunMonitor
+from finece_guard.runtime.policies.base import Action, Decision, Policy, PolicyView
+from finece_guard.runtime.policies.compose import Budget, decide_in_stream
+from finece_guard.runtime.text import QUESTION_KEY, SESSION_KEY, chunk_token_events, question_of_messages
+from finece_guard.sync_bridge import bridge_loop, call_on
+from finece_guard.types import ScoredCheckpoint, Trace
+
+T = TypeVar("T")
+HandlerEvent = ScoredCheckpoint | Decision
+
+__all__ = ["QUESTION_KEY", "SESSION_KEY", "FineCECallbackHandler", "HandlerEvent", "SessionBudget"]
+
+
+@dataclass(frozen=True)
+class SessionBudget:
+    """What a guarded session has spent before this attempt (the in-stream decider's budget view)."""
+
+    attempt: int = 1
+    retrievals_used: int = 0
+    tokens_before: int = 0
+    can_retrieve: bool = False
+
+
+@dataclass
+class _Session:
+    loop: asyncio.AbstractEventLoop
+    budget: SessionBudget
+    events: asyncio.Queue[HandlerEvent] = field(default_factory=asyncio.Queue)
+    runs: list[UUID] = field(default_factory=list)
+    stop: Decision | None = None  # set by the owner (e.g. the caller stopped): raised at the next token
+
+
+@dataclass
+class _Run:
+    monitor: RunMonitor
+    session: str | None
+    loop: asyncio.AbstractEventLoop
+    scored: dict[int, ScoredCheckpoint] = field(default_factory=dict)
+    refined: dict[int, float] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
+    lookaheads: list[dict[str, Any]] = field(default_factory=list)
+    stop: Decision | None = None  # the in-stream decision that stops the stream (set once)
+    raised: bool = False
+    ended: bool = False
+    confirming: asyncio.Task[None] | None = None
+    finish: asyncio.Task[Trace] | None = None
+
+
+class FineCECallbackHandler(BaseCallbackHandler):
+    """Scores streaming chat-model runs with FineCE and makes the in-stream decisions.
+
+    Args:
+        scorer: the FineCE scorer (e.g. :class:`~finece_guard.OpenAICompatScorer`).
+        strategy: where to score (default paragraph ends).
+        policies: policies asked at each scored checkpoint (abort, early retrieval).
+        budget: the caps an in-stream retrieval must respect (the guard passes its own).
+        sampler: continuation sampler for look-ahead confirmation (e.g.
+            :class:`~finece_guard.OpenAICompatGenerator` of the generator model); required when a
+            policy has ``confirm=LookAhead(...)``.
+        alpha, window: BCI settings (retrospective for the finished trace, and look-ahead).
+        deadline_s: how long the end of a run may wait for pending scores; later ones are
+            recorded as errors, never awaited past this.
+        max_kept: finished traces kept for retrieval (oldest dropped first).
+    """
+
+    raise_error: bool = True
+    run_inline: bool = True
+
+    def __init__(
+        self,
+        scorer: BaseScorer,
+        *,
+        strategy: CheckpointStrategy | None = None,
+        policies: Sequence[Policy] = (),
+        budget: Budget | None = None,
+        sampler: ContinuationSampler | None = None,
+        alpha: float = 0.5,
+        window: int = 2,
+        deadline_s: float = 30.0,
+        score_question: bool = True,
+        max_kept: int = 1024,
+    ) -> None:
+        if not isinstance(deadline_s, int | float) or not deadline_s > 0 or deadline_s == float("inf"):
+            raise ConfigError(f"deadline_s={deadline_s!r} must be a finite number of seconds > 0 (e.g. 30.0)")
+        confirming = [p.name for p in policies if isinstance(getattr(p, "confirm", None), LookAhead)]
+        if confirming and sampler is None:
+            raise ConfigError(
+                f"policy {confirming[0]} confirms with LookAhead, which samples continuations from the generator: "
+                "pass sampler=OpenAICompatGenerator(BASE_URL, model=GENERATOR_MODEL)"
+            )
+        self.scorer = scorer
+        self.strategy = strategy
+        self.policies = tuple(policies)
+        self.budget = budget or Budget()
+        self.sampler = sampler
+        self.alpha = alpha
+        self.window = window
+        self.deadline_s = float(deadline_s)
+        self.score_question = score_question
+        self.max_kept = max_kept
+        self._runs: dict[UUID, _Run] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._traces: OrderedDict[UUID, Trace] = OrderedDict()
+
+    # ----------------------------------------------------------------- sessions
+    def open_session(self, session: str, budget: SessionBudget | None = None) -> asyncio.Queue[HandlerEvent]:
+        """Register a session (one guarded attempt) on the running loop; returns its event queue."""
+        state = _Session(asyncio.get_running_loop(), budget or SessionBudget())
+        self._sessions[session] = state
+        return state.events
+
+    def stop_session(self, session: str, decision: Decision) -> None:
+        """Ask the session's runs to stop at their next token (raised as GenerationAborted). Thread-safe."""
+        state = self._sessions.get(session)
+        if state is not None:
+            state.stop = decision
+
+    async def aclose_session(self, session: str) -> None:
+        """Cancel what a session still runs (scores, confirmations, finishing) and drop its state."""
+        state = self._sessions.pop(session, None)
+        if state is None:
+            return
+        for rid in state.runs:
+            run = self._runs.pop(rid, None)
+            self._traces.pop(rid, None)
+            if run is None:
+                continue
+            await self._cancel_run(run)
+
+    async def _cancel_run(self, run: _Run) -> None:
+        run.ended = True
+        tasks = [t for t in (run.confirming, run.finish) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await run.monitor.cancel()
+
+    @property
+    def active_runs(self) -> int:
+        """Runs whose state the handler still holds (0 after every guarded call has returned)."""
+        return len(self._runs)
+
+    def pending_tasks(self) -> int:
+        """Scoring, confirmation and finishing tasks not done yet, over all runs."""
+        n = 0
+        for run in list(self._runs.values()):
+            n += run.monitor.pending
+            n += sum(1 for t in (run.confirming, run.finish) if t is not None and not t.done())
+        return n
+
+    # ----------------------------------------------------------------- plumbing
+    def _loop_for(self, session: str | None) -> asyncio.AbstractEventLoop:
+        state = self._sessions.get(session) if session else None
+        if state is not None:
+            return state.loop
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return bridge_loop()
+
+    def _emit(self, run: _Run, event: HandlerEvent) -> None:
+        state = self._sessions.get(run.session) if run.session else None
+        if state is not None:
+            state.events.put_nowait(event)
+
+    # ------------------------------------------------------------------ decider
+    def _view(self, run: _Run) -> PolicyView:
+        scored = [run.scored[p] for p in sorted(run.scored)]
+        state = self._sessions.get(run.session) if run.session else None
+        budget = state.budget if state else SessionBudget()
+        return PolicyView(
+            question=run.monitor.question, text=run.monitor.text, n_tokens=len(run.monitor.tokens),
+            checkpoints=tuple(scored), raw=tuple(sc.score.value if sc.score else None for sc in scored),
+            refined=tuple(run.refined.get(sc.checkpoint.position) for sc in scored), phase="checkpoint",
+            attempt=budget.attempt, attempts_used=budget.attempt, retrievals_used=budget.retrievals_used,
+        )  # fmt: skip
+
+    def _on_scored(self, run: _Run, sc: ScoredCheckpoint) -> None:
+        """A score arrived (on the run's loop): record it, report it, and decide."""
+        run.scored[sc.checkpoint.position] = sc
+        self._emit(run, sc)
+        self._decide(run)
+
+    def _decide(self, run: _Run) -> None:
+        if run.stop is not None or run.ended or run.confirming is not None or not self.policies:
+            return
+        state = self._sessions.get(run.session) if run.session else None
+        budget = state.budget if state else SessionBudget()
+        decision, _ = decide_in_stream(
+            self.policies, self._view(run), self.budget,
+            tokens_used=budget.tokens_before + len(run.monitor.tokens), can_retrieve=budget.can_retrieve,
+        )  # fmt: skip
+        if not decision.acts:
+            return
+        if decision.confirm is not None and self.sampler is not None:
+            run.confirming = run.loop.create_task(self._confirm(run, decision, decision.confirm))
+            return
+        self._act(run, decision)
+
+    def _act(self, run: _Run, decision: Decision) -> None:
+        run.stop = decision
+        run.decisions.append(decision)
+        self._emit(run, decision)
+
+    async def _confirm(self, run: _Run, decision: Decision, spec: LookAhead) -> None:
+        """Look-ahead BCI at the decision's checkpoint, then decide again on the integrated value."""
+        position = int(decision.params.get("checkpoint", -1))
+        sc = run.scored.get(position)
+        assert self.sampler is not None
+        try:
+            if sc is None or sc.score is None:
+                raise ValueError(f"checkpoint #{position} has no score to confirm")
+            result = await look_ahead(
+                run.monitor.question, sc.checkpoint.answer_prefix, sc.score.value, sampler=self.sampler,
+                scorer=self.scorer, width=spec.width, depth=spec.depth,
+                alpha=self.alpha if spec.alpha is None else spec.alpha, max_tokens_per_step=spec.max_tokens_per_step,
+            )  # fmt: skip
+        except asyncio.CancelledError:
+            run.lookaheads.append({"checkpoint": position, "policy": decision.policy, "cancelled": True,
+                                   "reason": "the answer ended before the confirmation finished"})  # fmt: skip
+            raise
+        except Exception as exc:  # a failed confirmation never acts: the decision stays unconfirmed
+            note = f"look-ahead failed ({type(exc).__name__}: {exc}); {decision.policy} not carried out"
+            run.lookaheads.append({"checkpoint": position, "policy": decision.policy, "error": note})
+            overturned = Decision(Action.CONTINUE, note, decision.policy, decision.score)
+            run.decisions.append(overturned)
+            self._emit(run, overturned)
+            run.confirming = None
+            return
+        cost = {"checkpoint": position, "policy": decision.policy, **result.to_dict()}
+        run.lookaheads.append(cost)
+        run.refined[position] = result.value
+        run.confirming = None
+        if run.ended:
+            return
+        state = self._sessions.get(run.session) if run.session else None
+        budget = state.budget if state else SessionBudget()
+        again, _ = decide_in_stream(
+            self.policies, self._view(run), self.budget,
+            tokens_used=budget.tokens_before + len(run.monitor.tokens), can_retrieve=budget.can_retrieve,
+        )  # fmt: skip
+        lookahead = {k: v for k, v in cost.items() if k != "continuations"}
+        if again.acts and again.confirm is None:
+            self._act(run, dataclasses.replace(again, params={**again.params, "lookahead": lookahead}))
+            return
+        verdict = Decision(
+            Action.CONTINUE,
+            f"look-ahead overturned {decision.policy}: confidence {result.raw:.3f} -> {result.value:.3f} "
+            f"at checkpoint #{position}",
+            decision.policy, result.value, {"checkpoint": position, "lookahead": lookahead},
+        )  # fmt: skip
+        run.decisions.append(verdict)
+        self._emit(run, verdict)
+        if again.acts:  # a newer checkpoint wants its own confirmation
+            self._decide(run)
+
+    # ---------------------------------------------------------------- callbacks
+    def _start(self, run_id: UUID, question: str | None, metadata: dict[str, Any] | None) -> None:
+        meta = metadata or {}
+        q = str(meta.get(QUESTION_KEY) or question or "")
+        if not q.strip():
+            return  # nothing to score against; the run is not tracked
+        session = str(meta[SESSION_KEY]) if meta.get(SESSION_KEY) else None
+        loop = self._loop_for(session)
+
+        def create() -> None:
+            run: _Run
+
+            def scored(sc: ScoredCheckpoint) -> None:
+                self._on_scored(run, sc)
+
+            monitor = RunMonitor(
+                q, self.scorer, self.strategy, alpha=self.alpha, window=self.window,
+                score_question=self.score_question, deadline_s=self.deadline_s, on_scored=scored,
+            )  # fmt: skip
+            run = _Run(monitor, session, loop)
+            self._runs[run_id] = run
+            state = self._sessions.get(session) if session else None
+            if state is not None:
+                state.runs.append(run_id)
+
+        call_on(loop, create)
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        question: str | None = None
+        if not (metadata or {}).get(QUESTION_KEY):
+            question = question_of_messages(messages[0]) if messages else None
+        self._start(run_id, question, metadata)
+
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._start(run_id, prompts[0] if prompts else None, metadata)
+
+    def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        chunk: Any = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return
+        text = (
+            token
+            if isinstance(token, str)
+            else "".join(t if isinstance(t, str) else str(t.get("text", "")) for t in token)
+        )
+
+        def feed() -> Decision | None:
+            if run.ended:
+                return None
+            stop = self._stop_of(run)
+            if stop is None:
+                for event in chunk_token_events(text, chunk, kwargs.get("logprobs"), len(run.monitor.tokens)):
+                    run.monitor.feed(event)
+                return None
+            run.raised = True
+            return stop
+
+        decision = call_on(run.loop, feed)
+        if decision is not None:
+            raise GenerationAborted(decision, run_id)
+
+    def _stop_of(self, run: _Run) -> Decision | None:
+        if run.stop is not None:
+            return run.stop
+        state = self._sessions.get(run.session) if run.session else None
+        if state is not None and state.stop is not None:
+            run.stop = state.stop
+            run.decisions.append(state.stop)
+            return state.stop
+        return None
+
+    def _end(self, run_id: UUID, finished: bool, finish_reason: str | None) -> None:
+        run = self._runs.get(run_id)
+        if run is None or run.finish is not None:
+            return
+
+        def schedule() -> None:
+            run.ended = True
+            if run.confirming is not None:
+                run.confirming.cancel()
+            stopped = run.raised
+            reason = "aborted" if stopped else finish_reason
+            run.finish = run.loop.create_task(self._finish(run_id, run, not stopped and finished, reason, not stopped))
+
+        call_on(run.loop, schedule)
+
+    async def _finish(self, run_id: UUID, run: _Run, finished: bool, reason: str | None, score_last: bool) -> Trace:
+        if run.confirming is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await run.confirming
+        trace = await run.monitor.finish(finished=finished, finish_reason=reason, score_last=score_last)
+        meta: dict[str, Any] = {**trace.meta, "run_id": str(run_id), "session": run.session}
+        if run.raised and run.stop is not None:
+            meta["aborted"] = dataclasses.asdict(run.stop)
+        if run.decisions:
+            meta["decisions"] = [dataclasses.asdict(d) for d in run.decisions]
+        if run.lookaheads:
+            meta["lookahead"] = list(run.lookaheads)
+            meta["lookahead_cost"] = {
+                "tokens": sum(int(x.get("tokens", 0)) for x in run.lookaheads),
+                "requests": sum(int(x.get("requests", 0)) for x in run.lookaheads),
+                "seconds": sum(float(x.get("seconds", 0.0)) for x in run.lookaheads),
+            }
+        for sc in trace.checkpoints:  # the final state (and late scores) are events too
+            if run.scored.get(sc.checkpoint.position) is not sc:
+                run.scored[sc.checkpoint.position] = sc
+                self._emit(run, sc)
+        trace = dataclasses.replace(trace, meta=meta)
+        self._keep(run_id, trace)
+        if run.session is None:  # not owned by a guarded session: the kept trace is all that stays
+            self._runs.pop(run_id, None)
+        return trace
+
+    def on_llm_end(
+        self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
+    ) -> None:
+        reason: str | None = None
+        with contextlib.suppress(IndexError, AttributeError, TypeError):
+            info = response.generations[0][-1].generation_info or {}
+            reason = info.get("finish_reason")
+        if reason is None:
+            with contextlib.suppress(IndexError, AttributeError, TypeError):
+                msg = getattr(response.generations[0][-1], "message", None)
+                reason = msg.response_metadata.get("finish_reason") if msg is not None else None
+        self._end(run_id, finished=reason in (None, "stop"), finish_reason=reason or "stop")
+
+    def on_llm_error(
+        self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
+    ) -> None:
+        if isinstance(error, GenerationAborted):
+            self._end(run_id, finished=False, finish_reason="aborted")
+        else:
+            self._end(run_id, finished=False, finish_reason=f"error: {type(error).__name__}: {error}")
+
+    # ------------------------------------------------------------------ results
+    def _keep(self, run_id: UUID, trace: Trace) -> None:
+        self._traces[run_id] = trace
+        while len(self._traces) > self.max_kept:
+            old, _ = self._traces.popitem(last=False)
+            self._runs.pop(old, None)
+
+    async def atrace(self, run_id: UUID) -> Trace:
+        """The finished trace of a run (waits at most the deadline for its pending scores)."""
+        if run_id in self._traces:
+            return self._traces[run_id]
+        run = self._runs.get(run_id)
+        if run is None or run.finish is None:
+            raise KeyError(f"run {run_id} is unknown or has not ended")
+        task = run.finish
+        if run.loop is asyncio.get_running_loop():
+            return await task
+
+        async def wait() -> Trace:
+            return await task
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(wait(), run.loop))
+
+    async def atraces_for_session(self, session: str) -> list[Trace]:
+        """Finished traces of every model run of ``session`` (in start order)."""
+        state = self._sessions.get(session)
+        rids = list(state.runs) if state else []
+        return [await self.atrace(rid) for rid in rids if self._ended(rid)]
+
+    def _ended(self, run_id: UUID) -> bool:
+        run = self._runs.get(run_id)
+        return run_id in self._traces or (run is not None and run.finish is not None)
+
+    def trace(self, run_id: UUID) -> Trace:
+        """Sync variant of :meth:`atrace` (not inside a running loop)."""
+        from finece_guard.sync_bridge import run_sync
+
+        return run_sync(self.atrace(run_id))
+
+    @property
+    def traces(self) -> dict[UUID, Trace]:
+        """Finished traces kept so far, by model run id."""
+        return dict(self._traces)
+
+    def close(self) -> None:
+        """Kept for compatibility: the handler owns no loop or thread any more (nothing to stop)."""
+
+    def __enter__(self) -> FineCECallbackHandler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

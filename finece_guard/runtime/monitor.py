@@ -1,0 +1,242 @@
+"""Per-run confidence monitoring: feed tokens, score checkpoints beside the stream, build a trace.
+
+:class:`RunMonitor` holds the state of **one** run (tokens, checkpoints, pending scoring tasks),
+so callers that serve many runs keep one monitor per run id and never share state on ``self``.
+Scoring is scheduled as tasks that run beside generation: the token stream never waits for a
+score. Each finished score is handed to ``on_scored`` (the callback handler's decider) on the
+loop; :meth:`RunMonitor.finish` scores the final answer, waits for pending scores up to a
+deadline (what is late is recorded as an error, never silently dropped) and applies
+retrospective BCI.
+
+Scoring under load: scores are worth less than generation. A run has at most one partial
+checkpoint in flight; a newer partial checkpoint waits in a one-place slot, and a still newer
+one supersedes it (recorded in ``trace.meta["skipped"]`` with the reason). The question-only
+and final states are always scored (unless the deadline passes). Any exception a scorer raises
+is a scoring failure of that checkpoint, never an escape.
+
+:func:`stream_with_confidence` is the plain-async front end used by ``finece-guard ask``: it
+yields tokens and scored checkpoints as they happen, then the finished :class:`Trace`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from finece_guard.backends.base import BaseScorer
+from finece_guard.runtime.bci import refine
+from finece_guard.runtime.checkpoints import CheckpointStrategy, ParagraphEnd
+from finece_guard.types import Checkpoint, CheckpointKind, ScoredCheckpoint, TokenEvent, Trace
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A partial checkpoint the strategy asked for while another partial score was in flight."""
+
+    n_tokens: int
+    answer_prefix: str
+    reason: str
+
+
+class RunMonitor:
+    """State of one monitored answer."""
+
+    def __init__(
+        self,
+        question: str,
+        scorer: BaseScorer,
+        strategy: CheckpointStrategy | None = None,
+        *,
+        alpha: float = 0.5,
+        window: int = 2,
+        score_question: bool = True,
+        deadline_s: float = 60.0,
+        on_scored: Callable[[ScoredCheckpoint], None] | None = None,
+    ) -> None:
+        self.question = question
+        self.scorer = scorer
+        self.strategy = strategy or ParagraphEnd()
+        self.alpha = alpha
+        self.window = window
+        self.deadline_s = deadline_s
+        self.on_scored = on_scored
+        self.tokens: list[TokenEvent] = []
+        self.checkpoints: list[Checkpoint] = []
+        self.skipped: list[dict[str, Any]] = []
+        self._tasks: list[asyncio.Task[ScoredCheckpoint]] = []
+        self._done: asyncio.Queue[ScoredCheckpoint] = asyncio.Queue()
+        self._last_cp_token = 0
+        self._partial_in_flight = False
+        self._held: _Held | None = None
+        self._closed = False
+        if score_question:
+            self._schedule(CheckpointKind.QUESTION, "question only", 0, "")
+
+    @property
+    def text(self) -> str:
+        return "".join(t.text for t in self.tokens)
+
+    @property
+    def pending(self) -> int:
+        """Scoring tasks not finished yet."""
+        return sum(not t.done() for t in self._tasks)
+
+    def _schedule(self, kind: CheckpointKind, reason: str, n_tokens: int, prefix: str) -> Checkpoint:
+        cp = Checkpoint(len(self.checkpoints), kind, n_tokens, prefix, reason)
+        self.checkpoints.append(cp)
+        if kind is CheckpointKind.PARTIAL:
+            self._partial_in_flight = True
+        self._tasks.append(asyncio.get_running_loop().create_task(self._score(cp)))
+        return cp
+
+    async def _score(self, cp: Checkpoint) -> ScoredCheckpoint:
+        answer = None if cp.kind is CheckpointKind.QUESTION else cp.answer_prefix
+        try:
+            score = await self.scorer.ascore(self.question, answer, cp.kind)
+            result = ScoredCheckpoint(cp, score)
+        except Exception as exc:  # any scorer failure is this checkpoint's scoring failure
+            result = ScoredCheckpoint(cp, None, f"{type(exc).__name__}: {exc}")
+        finally:
+            if cp.kind is CheckpointKind.PARTIAL:
+                self._partial_in_flight = False
+                self._release_held()
+        self._done.put_nowait(result)
+        if self.on_scored is not None:
+            self.on_scored(result)
+        return result
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._closed:
+            self._schedule(CheckpointKind.PARTIAL, held.reason, held.n_tokens, held.answer_prefix)
+
+    def feed(self, event: TokenEvent) -> Checkpoint | None:
+        """Record a token; schedule (or hold) a partial checkpoint if the strategy says so."""
+        self.tokens.append(event)
+        reason = self.strategy.reason(self.tokens, len(self.tokens) - self._last_cp_token)
+        if not reason or self._closed:
+            return None
+        self._last_cp_token = len(self.tokens)
+        if self._partial_in_flight:
+            if self._held is not None:
+                self._skip(self._held, f"superseded by the checkpoint at {len(self.tokens)} tokens")
+            self._held = _Held(len(self.tokens), self.text, reason)
+            return None
+        return self._schedule(CheckpointKind.PARTIAL, reason, len(self.tokens), self.text)
+
+    def _skip(self, held: _Held, why: str) -> None:
+        self.skipped.append({"n_tokens": held.n_tokens, "reason": held.reason, "skipped": why})
+
+    def scored_now(self) -> list[ScoredCheckpoint]:
+        """Scores that completed since the last call (non-blocking)."""
+        out: list[ScoredCheckpoint] = []
+        while not self._done.empty():
+            out.append(self._done.get_nowait())
+        return out
+
+    async def cancel(self) -> None:
+        """Cancel every pending score (their HTTP requests close) and wait until they are gone."""
+        self._closed = True
+        if self._held is not None:
+            self._skip(self._held, "the run was cancelled")
+            self._held = None
+        pending = [t for t in self._tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def finish(
+        self, *, finished: bool = True, finish_reason: str | None = None, score_last: bool = True
+    ) -> Trace:
+        """Score the final state, wait for pending scores (bounded) and return the refined trace.
+
+        ``score_last=False`` (a run stopped by a decision) records the text but does not score
+        the stopped state: the decision's own checkpoint is the last one that matters.
+        """
+        if self._held is not None:
+            self._skip(self._held, "superseded by the end of the answer")
+            self._held = None
+        self._closed = True
+        if (
+            self.tokens
+            and self._last_cp_token == len(self.tokens)
+            and self.checkpoints
+            and self.checkpoints[-1].kind is CheckpointKind.PARTIAL
+            and self.checkpoints[-1].n_tokens == len(self.tokens)
+            and score_last
+        ):
+            # the last token closed a partial checkpoint: that state *is* the final answer
+            self.checkpoints.pop()
+            task = self._tasks.pop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.tokens and score_last:
+            kind = CheckpointKind.FINAL if finished else CheckpointKind.PARTIAL
+            self._schedule(kind, "final answer" if finished else "stopped", len(self.tokens), self.text)
+        done, pending = await asyncio.wait(self._tasks, timeout=self.deadline_s) if self._tasks else (set(), set())
+        results: list[ScoredCheckpoint] = []
+        for cp, task in zip(self.checkpoints, self._tasks, strict=True):
+            if task in done and not task.cancelled():
+                results.append(task.result())
+            else:
+                task.cancel()
+                results.append(ScoredCheckpoint(cp, None, f"not scored within the {self.deadline_s} s deadline"))
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        raw = [r.score.value if r.score else None for r in results]
+        refined = refine(raw, alpha=self.alpha, window=self.window)
+        meta: dict[str, Any] = {"strategy": self.strategy.name, "alpha": self.alpha, "window": self.window}
+        if self.skipped:
+            meta["skipped"] = list(self.skipped)
+        return Trace(
+            question=self.question,
+            answer=self.text,
+            checkpoints=tuple(results),
+            refined=tuple(refined),
+            n_tokens=len(self.tokens),
+            finished=finished,
+            finish_reason=finish_reason,
+            meta=meta,
+        )
+
+
+async def stream_with_confidence(
+    question: str,
+    *,
+    generator: Any,
+    scorer: BaseScorer,
+    strategy: CheckpointStrategy | None = None,
+    messages: Sequence[dict[str, str]] | None = None,
+    max_tokens: int = 256,
+    temperature: float = 0.0,
+    alpha: float = 0.5,
+    window: int = 2,
+    deadline_s: float = 60.0,
+) -> AsyncIterator[TokenEvent | ScoredCheckpoint | Trace]:
+    """Stream an answer from an :class:`~finece_guard.OpenAICompatGenerator`, yielding tokens and
+    scored checkpoints as they happen, then the Trace."""
+    from finece_guard.backends.openai_generator import StreamStats, question_messages
+
+    monitor = RunMonitor(question, scorer, strategy, alpha=alpha, window=window, deadline_s=deadline_s)
+    stats = StreamStats()
+    msgs = list(messages) if messages is not None else question_messages(question)
+    try:
+        async for event in generator.astream(msgs, max_tokens=max_tokens, temperature=temperature, stats=stats):
+            monitor.feed(event)
+            yield event
+            for sc in monitor.scored_now():
+                yield sc
+        finished = stats.finish_reason == "stop"
+        trace = await monitor.finish(finished=finished, finish_reason=stats.finish_reason)
+    finally:
+        await monitor.cancel()
+    for sc in monitor.scored_now():
+        yield sc
+    yield trace

@@ -1,0 +1,41 @@
+"""Scoring under load: one partial score in flight per run, newer checkpoints supersede waiting ones."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from finece_guard.runtime.checkpoints import Periodic
+from finece_guard.runtime.monitor import RunMonitor
+from finece_guard.testing import KeywordScorer
+from finece_guard.types import CheckpointKind, TokenEvent
+
+
+@pytest.mark.asyncio
+async def test_a_slow_scorer_sees_at_most_one_partial_per_run_and_skips_are_recorded() -> None:
+    scorer = KeywordScorer(lambda q, a, k: 0.5, delay_s=0.05)
+    monitor = RunMonitor("q?", scorer, Periodic(2))
+    for i in range(40):  # 20 checkpoints asked for while the first partial score is still in flight
+        monitor.feed(TokenEvent(i, f"t{i} "))
+        await asyncio.sleep(0.001)
+        assert monitor.pending <= 2  # the question-only score and one partial, never more
+    trace = await monitor.finish()
+    kinds = [sc.checkpoint.kind for sc in trace.checkpoints]
+    assert kinds[0] is CheckpointKind.QUESTION and kinds[-1] is CheckpointKind.FINAL
+    assert all(sc.score is not None for sc in trace.checkpoints)  # nothing scored was lost
+    skipped = trace.meta["skipped"]
+    assert len(skipped) >= 10 and all("superseded" in s["skipped"] for s in skipped)
+    partial = CheckpointKind.PARTIAL
+    partial_tokens = [sc.checkpoint.n_tokens for sc in trace.checkpoints if sc.checkpoint.kind is partial]
+    assert partial_tokens == sorted(partial_tokens) and len(partial_tokens) + len(skipped) == 20
+    assert [sc.checkpoint.position for sc in trace.checkpoints] == list(range(len(trace.checkpoints)))
+
+
+@pytest.mark.asyncio
+async def test_cancel_leaves_no_pending_score() -> None:
+    monitor = RunMonitor("q?", KeywordScorer(lambda q, a, k: 0.5, delay_s=5.0), Periodic(1))
+    monitor.feed(TokenEvent(0, "a "))
+    assert monitor.pending == 2
+    await monitor.cancel()
+    assert monitor.pending == 0
