@@ -50,11 +50,17 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port (default FINECE_PORT or 8011)")] = None,
     max_model_len: Annotated[int | None, typer.Option(help="context length")] = None,
     vllm_python: Annotated[Path | None, typer.Option(help="python of the vLLM venv (default ./.venv-vllm)")] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(help="auto (bf16 only on a CPU with native bf16, else float32) | bfloat16 | float32 | float16"),
+    ] = None,
     extra_arg: Annotated[list[str] | None, typer.Option("--extra-arg", help="extra vLLM argument, repeatable")] = None,
 ) -> None:
     """Start vLLM co-hosting the generator and the FineCE adapter; Ctrl-C or SIGTERM stops it."""
     try:
-        settings = load_settings(host=host, port=port, max_model_len=max_model_len, vllm_python=vllm_python)
+        settings = load_settings(
+            host=host, port=port, max_model_len=max_model_len, vllm_python=vllm_python, dtype=dtype
+        )
         if not port_is_free(settings.host, settings.port):
             raise PortInUseError(
                 f"{settings.host}:{settings.port} is already in use. Stop what is using it, pick another "

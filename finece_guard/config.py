@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from finece_guard.errors import ConfigError
+from finece_guard.redact import MASK, redact_text, redact_url
 
 DEFAULT_GENERATOR = "smollm2-135m-instruct"
 DEFAULT_SCORER = "finece"
+
+#: ``dtype`` values: ``auto`` picks bf16 only on a CPU with native bf16 (see
+#: :func:`finece_guard.backends.cpu.serving_dtype`) and leaves a GPU build to vLLM's own choice
+DTYPES = ("auto", "bfloat16", "float32", "float16")
+Dtype = Literal["auto", "bfloat16", "float32", "float16"]
 
 
 def _default_home() -> Path:
@@ -42,15 +50,28 @@ class FineCESettings(BaseSettings):
     port: int = Field(default=8011, ge=1, le=65535)
     max_model_len: int = Field(default=2048, ge=128)
     vllm_python: Path | None = Field(default=None, description="python of the vLLM virtualenv")
-    request_timeout_s: float = Field(default=60.0, gt=0)
-    connect_timeout_s: float = Field(default=5.0, gt=0)
+    dtype: Dtype = Field(default="auto", description="serving dtype; auto: bf16 only where the CPU has native bf16")
+    scheduling_policy: Literal["priority", "fcfs"] = Field(
+        default="priority", description="vLLM scheduler of servers we start; priority lets generation go first"
+    )
+    scorer_priority: int = Field(
+        default=10,
+        ge=-(2**31),
+        le=2**31 - 1,
+        description="vLLM request priority of scoring requests (lower runs first; generation uses 0)",
+    )
+    generator_priority: int = Field(default=0, ge=-(2**31), le=2**31 - 1, description="priority of generation")
+    verify_server: bool = Field(default=True, description="check /models on the scorer's first use")
+    verify_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False, description="timeout of that check")
+    request_timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    connect_timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     max_concurrency: int = Field(default=8, ge=1, le=1024)
     retries: int = Field(default=3, ge=0, le=20)
     top_logprobs: int = Field(default=20, ge=1, le=20)
-    min_score_mass: float = Field(default=0.01, ge=0.0, le=1.0)
-    bci_alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    min_score_mass: float = Field(default=0.01, ge=0.0, le=1.0, allow_inf_nan=False)
+    bci_alpha: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
     bci_window: int = Field(default=2, ge=1)
-    startup_timeout_s: float = Field(default=300.0, gt=0)
+    startup_timeout_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
 
     @field_validator("base_url")
     @classmethod
@@ -58,8 +79,18 @@ class FineCESettings(BaseSettings):
         if v is None or v == "":
             return None
         if not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r} is not an http(s) URL; use e.g. http://127.0.0.1:8000/v1")
+            raise ValueError(f"{redact_url(v)!r} is not an http(s) URL; use e.g. http://127.0.0.1:8000/v1")
         return v.rstrip("/")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """The repr without credentials: the API key masked, the base URL redacted."""
+        for name, value in super().__repr_args__():
+            if name == "api_key":
+                yield name, MASK
+            elif name == "base_url" and isinstance(value, str):
+                yield name, redact_url(value)
+            else:
+                yield name, value
 
     def resolve_vllm_python(self) -> Path:
         """The interpreter that runs vLLM: setting, ./.venv-vllm, or this one if it has vLLM."""
@@ -93,5 +124,7 @@ def load_settings(**overrides: object) -> FineCESettings:
         lines = []
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]) or "?"
-            lines.append(f"  {name} (env FINECE_{name.upper()}): {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("invalid finece_guard settings:\n" + "\n".join(lines)) from exc
+            shown = MASK if name == "api_key" else redact_text(repr(err.get("input")))
+            msg = redact_text(str(err["msg"]))
+            lines.append(f"  {name} (env FINECE_{name.upper()}): {msg} (got {shown})")
+        raise ConfigError("invalid finece_guard settings:\n" + "\n".join(lines)) from None

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from finece_guard.redact import redact_text, redact_url
+
 
 class FineCEError(Exception):
     """Base class of every error raised by finece_guard."""
@@ -73,9 +75,10 @@ class BackendTimeoutError(BackendError):
 
 
 class BackendHTTPError(BackendError):
-    """The backend answered with an HTTP error status."""
+    """The backend answered with an HTTP error status (URL and body kept, credentials redacted)."""
 
     def __init__(self, status_code: int, body: str, url: str) -> None:
+        url, body = redact_url(url), redact_text(body)
         super().__init__(f"HTTP {status_code} from {url}: {body[:500]}")
         self.status_code = status_code
         self.body = body

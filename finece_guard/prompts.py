@@ -19,7 +19,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from finece_guard.errors import ScoreReadoutError
+from finece_guard import checks
+from finece_guard.errors import ConfigError, ScoreReadoutError
 from finece_guard.types import CheckpointKind, Score
 
 INSTRUCTION = (
@@ -52,13 +53,19 @@ def build_scorer_messages(
     Send them with ``continue_final_message=True, add_generation_prompt=False`` (vLLM) or
     ``apply_chat_template(..., continue_final_message=True)`` (transformers).
     """
-    if not question.strip():
-        raise ValueError("question must be a non-empty string")
-    kind = CheckpointKind(kind)
+    checks.text("question", question, example="What is the capital of France?")
+    try:
+        kind = CheckpointKind(kind)
+    except ValueError:
+        valid = ", ".join(repr(k.value) for k in CheckpointKind)
+        raise ConfigError(f"kind={kind!r} is not a checkpoint kind; use one of {valid}, e.g. kind='final'") from None
     if kind is CheckpointKind.QUESTION:
         answer = None
-    elif answer is None:
-        raise ValueError(f"a {kind.value} checkpoint needs the answer text")
+    elif not isinstance(answer, str):
+        raise ConfigError(
+            f"answer={answer!r}: a {kind.value} checkpoint needs the answer text, e.g. answer='Paris.' "
+            "(or kind='question' to score the question alone)"
+        )
     parts = [INSTRUCTION, "", f"<question>\n{sanitize(question)}\n</question>"]
     parts.append(_STATE_NOTE[kind])
     if answer is not None:
@@ -84,8 +91,7 @@ class ScoreScale:
 
     def target_for(self, confidence: float) -> str:
         """The score token to train on for a label in [0, 1] (nearest level)."""
-        if not (0.0 <= confidence <= 1.0):
-            raise ValueError(f"confidence label must be in [0, 1], got {confidence!r}")
+        checks.probability("confidence", confidence, example=0.5)
         return self.levels[round(confidence * (len(self.levels) - 1))]
 
     def read(

@@ -6,6 +6,8 @@
 * Every httpx error is mapped to the library's tree (:mod:`finece_guard.errors`).
 * Transient failures (connection errors, timeouts, 408/429/5xx) are retried with tenacity,
   exponential back-off with jitter, bounded by attempts *and* by an overall deadline.
+* Every URL and message that leaves this module is redacted (:mod:`finece_guard.redact`): a
+  password or key in the base URL, or the API key, never appears in an error or a repr.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from tenacity import (
@@ -26,6 +29,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from finece_guard import checks
 from finece_guard.errors import (
     BackendConnectionError,
     BackendError,
@@ -33,8 +37,11 @@ from finece_guard.errors import (
     BackendTimeoutError,
     ConfigError,
 )
+from finece_guard.redact import redact_text, redact_url
 
 T = TypeVar("T")
+
+EXAMPLE_URL = "http://127.0.0.1:8011/v1"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -44,16 +51,18 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, BackendHTTPError) and exc.retryable
 
 
-def map_httpx_error(exc: httpx.HTTPError, url: str) -> BackendError:
-    """The most specific library error for an httpx error."""
+def map_httpx_error(exc: httpx.HTTPError, url: str, secrets: tuple[str, ...] = ()) -> BackendError:
+    """The most specific library error for an httpx error (URL and ``secrets`` redacted)."""
+    url = redact_url(url)
+    detail = redact_text(str(exc), secrets)
     if isinstance(exc, httpx.TimeoutException):
         return BackendTimeoutError(f"{url} did not answer in time ({type(exc).__name__})")
     if isinstance(exc, httpx.ConnectError | httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
         return BackendConnectionError(
-            f"cannot reach {url} ({type(exc).__name__}: {exc}). Is the vLLM server running? "
+            f"cannot reach {url} ({type(exc).__name__}: {detail}). Is the vLLM server running? "
             "Start one with `finece-guard serve` or set FINECE_BASE_URL."
         )
-    return BackendError(f"request to {url} failed: {type(exc).__name__}: {exc}")
+    return BackendError(f"request to {url} failed: {type(exc).__name__}: {detail}")
 
 
 class OpenAIHTTP:
@@ -71,20 +80,45 @@ class OpenAIHTTP:
         max_concurrency: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        checks.text("base_url", base_url, example=EXAMPLE_URL)
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(
-                f"base_url {base_url!r} must start with http:// or https:// (e.g. http://127.0.0.1:8011/v1)"
+                f"base_url={redact_url(base_url)!r} must start with http:// or https:// (e.g. {EXAMPLE_URL})"
             )
-        if max_concurrency < 1:
-            raise ConfigError(f"max_concurrency={max_concurrency} must be at least 1")
-        self.base_url = base_url.rstrip("/")
+        if not isinstance(api_key, str):
+            raise ConfigError(f"api_key must be a string (got a {type(api_key).__name__}), e.g. api_key='EMPTY'")
+        parts = urlsplit(base_url)
+        #: scheme, host and path of the API root; a query (e.g. ``?api_key=...``) goes after each path
+        self.base_url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+        self.query = parts.query
+        #: the base URL as it may be shown (no userinfo, no key in the query)
+        self.safe_base_url = redact_url(self.url_for(""))
         self.api_key = api_key
-        self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
-        self.retries = retries
-        self.deadline_s = deadline_s
-        self.max_concurrency = max_concurrency
+        self.timeout = httpx.Timeout(
+            checks.seconds("timeout_s", timeout_s, example=60.0),
+            connect=checks.seconds("connect_timeout_s", connect_timeout_s, example=5.0),
+        )
+        self.retries = checks.integer("retries", retries, low=0, high=20, example=3)
+        self.deadline_s = checks.optional_seconds("deadline_s", deadline_s, example=30.0)
+        self.max_concurrency = checks.integer("max_concurrency", max_concurrency, low=1, high=1024, example=8)
         self.transport = transport
         self._per_loop: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, asyncio.Semaphore]] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.safe_base_url!r})"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Strings to mask in any text this client produces (the API key)."""
+        return (self.api_key,)
+
+    def url_for(self, path: str) -> str:
+        """The request URL of ``path`` (e.g. ``/models``) under the API root, the base URL's query kept."""
+        return f"{self.base_url}{path}" + (f"?{self.query}" if self.query else "")
+
+    def shown(self, path: str = "") -> str:
+        """:meth:`url_for` as it may appear in a message (redacted)."""
+        return redact_url(self.url_for(path))
 
     def _state(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
@@ -126,29 +160,43 @@ class OpenAIHTTP:
 
     async def post_json(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST JSON with bounded concurrency, timeouts, retries; returns the decoded body."""
-        client, sem = self._state()
-        url = f"{self.base_url}{path}"
+        body = await self._request_json("POST", path, payload)
+        if not isinstance(body, dict):
+            raise BackendError(f"{self.shown(path)} returned JSON that is not an object: {str(body)[:200]!r}")
+        return body
 
-        async def once() -> dict[str, Any]:
+    async def get_json(self, path: str, *, timeout_s: float | None = None) -> Any:
+        """GET a JSON document (e.g. ``/models``) with timeouts and retries; returns the decoded body."""
+        return await self._request_json("GET", path, None, timeout_s=timeout_s)
+
+    async def _request_json(
+        self, method: str, path: str, payload: dict[str, Any] | None, *, timeout_s: float | None = None
+    ) -> Any:
+        client, sem = self._state()
+        url = self.url_for(path)
+        shown = redact_url(url)
+        timeout = self.timeout if timeout_s is None else httpx.Timeout(timeout_s, connect=self.timeout.connect)
+
+        async def once() -> Any:
             async with sem:
                 try:
-                    resp = await client.post(url, json=payload)
+                    resp = await client.request(method, url, json=payload, timeout=timeout)
                 except httpx.HTTPError as exc:
-                    raise map_httpx_error(exc, url) from exc
+                    raise map_httpx_error(exc, url, self.secrets) from exc
             if resp.status_code >= 400:
-                raise BackendHTTPError(resp.status_code, resp.text, url)
+                raise BackendHTTPError(resp.status_code, redact_text(resp.text, self.secrets), shown)
             try:
-                body: dict[str, Any] = resp.json()
+                return resp.json()
             except ValueError as exc:
-                raise BackendError(f"{url} returned non-JSON: {resp.text[:200]!r}") from exc
-            return body
+                body = redact_text(resp.text[:200], self.secrets)
+                raise BackendError(f"{shown} returned non-JSON: {body!r}") from exc
 
         if self.deadline_s is not None:
             try:
                 async with asyncio.timeout(self.deadline_s):
                     return await self._retrying(once)
             except TimeoutError as exc:
-                raise BackendTimeoutError(f"{url}: no result within the {self.deadline_s} s deadline") from exc
+                raise BackendTimeoutError(f"{shown}: no result within the {self.deadline_s} s deadline") from exc
         return await self._retrying(once)
 
     @asynccontextmanager
@@ -159,19 +207,19 @@ class OpenAIHTTP:
         The stream is not retried once tokens have flowed (a retry would duplicate text).
         """
         client, sem = self._state()
-        url = f"{self.base_url}{path}"
+        url = self.url_for(path)
         async with sem:
             try:
                 async with client.stream("POST", url, json=payload) as resp:
                     if resp.status_code >= 400:
-                        body = (await resp.aread()).decode(errors="replace")
-                        raise BackendHTTPError(resp.status_code, body, url)
-                    yield _iter_sse(resp, url)
+                        body = redact_text((await resp.aread()).decode(errors="replace"), self.secrets)
+                        raise BackendHTTPError(resp.status_code, body, redact_url(url))
+                    yield _iter_sse(resp, url, self.secrets)
             except httpx.HTTPError as exc:
-                raise map_httpx_error(exc, url) from exc
+                raise map_httpx_error(exc, url, self.secrets) from exc
 
 
-async def _iter_sse(resp: httpx.Response, url: str) -> AsyncIterator[dict[str, Any]]:
+async def _iter_sse(resp: httpx.Response, url: str, secrets: tuple[str, ...]) -> AsyncIterator[dict[str, Any]]:
     try:
         async for line in resp.aiter_lines():
             if not line.startswith("data:"):
@@ -182,6 +230,7 @@ async def _iter_sse(resp: httpx.Response, url: str) -> AsyncIterator[dict[str, A
             try:
                 yield json.loads(data)
             except ValueError as exc:
-                raise BackendError(f"{url} sent an unreadable stream event: {data[:200]!r}") from exc
+                shown = redact_text(data[:200], secrets)
+                raise BackendError(f"{redact_url(url)} sent an unreadable stream event: {shown!r}") from exc
     except httpx.HTTPError as exc:
-        raise map_httpx_error(exc, url) from exc
+        raise map_httpx_error(exc, url, secrets) from exc

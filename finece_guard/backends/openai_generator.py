@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from finece_guard import checks
 from finece_guard.backends.http import OpenAIHTTP
 from finece_guard.config import FineCESettings
 from finece_guard.errors import BackendError, ConfigError
+from finece_guard.redact import redact_text
 from finece_guard.runtime.text import logprob_token_events
 from finece_guard.types import TokenEvent
 
@@ -59,9 +61,10 @@ class OpenAICompatGenerator:
         connect_timeout_s: float = 5.0,
         retries: int = 2,
         max_concurrency: int = 8,
+        priority: int = FineCESettings.model_fields["generator_priority"].default,
     ) -> None:
-        if not 0 <= top_logprobs <= 20:
-            raise ConfigError(f"top_logprobs={top_logprobs} must be in [0, 20] (vLLM's --max-logprobs)")
+        """``priority``: vLLM request priority (lower runs first; 0, vLLM's default, is not sent)."""
+        checks.integer("top_logprobs", top_logprobs, low=0, high=20, example=5)
         self.http = OpenAIHTTP(
             base_url,
             api_key=api_key,
@@ -70,8 +73,15 @@ class OpenAICompatGenerator:
             retries=retries,
             max_concurrency=max_concurrency,
         )
-        self.model = model
+        self.model = checks.text("model", model, example="smollm2-135m-instruct")
         self.top_logprobs = top_logprobs
+        self.priority = checks.integer("priority", priority, low=-(2**31), example=0)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.http.safe_base_url!r}, model={self.model!r})"
+
+    def _priority(self) -> dict[str, Any]:
+        return {"priority": self.priority} if self.priority else {}
 
     @classmethod
     def from_settings(cls, settings: FineCESettings, base_url: str | None = None) -> OpenAICompatGenerator:
@@ -85,6 +95,7 @@ class OpenAICompatGenerator:
             timeout_s=settings.request_timeout_s,
             connect_timeout_s=settings.connect_timeout_s,
             max_concurrency=settings.max_concurrency,
+            priority=settings.generator_priority,
         )
 
     async def astream(
@@ -105,6 +116,7 @@ class OpenAICompatGenerator:
             "temperature": temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
+            **self._priority(),
             **extra,
         }
         if self.top_logprobs:
@@ -157,14 +169,15 @@ class OpenAICompatGenerator:
         seed: int | None = None,
     ) -> tuple[list[str], int]:
         """Like :meth:`sample_continuations`, plus the generated token count the server reported."""
-        if n < 1:
-            raise ConfigError(f"n={n} continuations: use 1 or more")
+        checks.integer("n", n, low=1, example=4)
+        checks.integer("max_tokens", max_tokens, low=1, example=64)
         payload: dict[str, Any] = {
             "model": self.model,
             "n": n,
             "max_tokens": max_tokens,
             "temperature": temperature,
             "top_p": top_p,
+            **self._priority(),
         }
         if answer_prefix:
             payload["messages"] = [*question_messages(question), {"role": "assistant", "content": answer_prefix}]
@@ -178,7 +191,8 @@ class OpenAICompatGenerator:
             texts = [str(c["message"]["content"] or "") for c in body["choices"]]
             return texts, int((body.get("usage") or {}).get("completion_tokens") or 0)
         except (KeyError, TypeError) as exc:
-            raise BackendError(f"unexpected continuation response: {str(body)[:300]}") from exc
+            shown = redact_text(str(body)[:300], self.http.secrets)
+            raise BackendError(f"unexpected continuation response: {shown}") from exc
 
     async def aclose(self) -> None:
         await self.http.aclose()

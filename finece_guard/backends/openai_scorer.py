@@ -8,19 +8,34 @@ answer cheap (same question and instruction, longer answer). An optional ``recal
 (e.g. the adapter's ``recalibration.json``, see
 :func:`finece_guard.evaluation.recalibration.recalibrator_for_adapter`) maps each value; the raw
 expected value stays in ``Score.raw_value``.
+
+Before its first score (sync or async) the scorer checks, once, what it talks to
+(:mod:`finece_guard.backends.served_models`): the adapter is served, is a LoRA of the generator,
+and its manifest names that base model; a wrong setup raises a ConfigError /
+AdapterMismatchError that says what to change. ``verify=False`` skips it. Scoring requests
+carry a vLLM request ``priority`` (lower runs first; generation uses 0), so that a server
+started with ``--scheduling-policy priority`` serves generation before scoring.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from typing import Any
 
+from finece_guard import checks
 from finece_guard.backends.base import BaseScorer, ScoreMap, recalibrated
 from finece_guard.backends.http import OpenAIHTTP
+from finece_guard.backends.served_models import ScorerBinding, verify_scorer
 from finece_guard.config import FineCESettings
-from finece_guard.errors import ConfigError, ScoreReadoutError
+from finece_guard.errors import BackendHTTPError, ConfigError, ScoreReadoutError
 from finece_guard.prompts import DEFAULT_SCALE, ScoreScale, build_scorer_messages
+from finece_guard.redact import redact_text
+from finece_guard.sync_bridge import run_sync
 from finece_guard.types import CheckpointKind, Score
+
+_DEFAULTS = FineCESettings.model_fields
 
 
 class OpenAICompatScorer(BaseScorer):
@@ -41,7 +56,13 @@ class OpenAICompatScorer(BaseScorer):
         max_concurrency: int = 8,
         scale: ScoreScale = DEFAULT_SCALE,
         recalibrator: ScoreMap | None = None,
+        verify: bool = _DEFAULTS["verify_server"].default,
+        generator_model: str | None = None,
+        verify_timeout_s: float = _DEFAULTS["verify_timeout_s"].default,
+        priority: int | None = _DEFAULTS["scorer_priority"].default,
     ) -> None:
+        """``generator_model``: the served generator the adapter must be a LoRA of (None: any served
+        base model). ``priority``: vLLM request priority of scoring requests (None: not sent)."""
         self.http = OpenAIHTTP(
             base_url,
             api_key=api_key,
@@ -51,12 +72,28 @@ class OpenAICompatScorer(BaseScorer):
             deadline_s=deadline_s,
             max_concurrency=max_concurrency,
         )
-        self.model = model
-        self.top_logprobs = top_logprobs
-        self.min_mass = min_mass
+        self.model = checks.text("model", model, example="finece")
+        self.top_logprobs = checks.integer("top_logprobs", top_logprobs, low=1, high=20, example=20)
+        self.min_mass = checks.probability("min_mass", min_mass, example=0.01)
         self.scale = scale
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = self.http.max_concurrency
         self.recalibrator = recalibrator
+        if not isinstance(verify, bool):
+            raise ConfigError(f"verify={verify!r} must be True or False, e.g. verify=False to skip the /models check")
+        self.verify = verify
+        self.generator_model = (
+            None if generator_model is None else checks.text("generator_model", generator_model, example="smollm2")
+        )
+        self.verify_timeout_s = checks.seconds("verify_timeout_s", verify_timeout_s, example=10.0)
+        self.priority = None if priority is None else checks.integer("priority", priority, low=-(2**31), example=10)
+        #: what the /models check found (None until it ran, or with verify=False)
+        self.binding: ScorerBinding | None = None
+        self._checks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[ScorerBinding]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.http.safe_base_url!r}, model={self.model!r})"
 
     @classmethod
     def from_settings(
@@ -76,11 +113,40 @@ class OpenAICompatScorer(BaseScorer):
             retries=settings.retries,
             max_concurrency=settings.max_concurrency,
             recalibrator=recalibrator,
+            verify=settings.verify_server,
+            generator_model=settings.generator_model,
+            verify_timeout_s=settings.verify_timeout_s,
+            priority=settings.scorer_priority,
         )
+
+    async def averify(self) -> ScorerBinding | None:
+        """Check, once, that the scorer model is a FineCE LoRA of the served generator (see module doc).
+
+        Concurrent first callers share one check; a check that failed (server down, bad setup) is
+        run again by the next caller. Returns None with ``verify=False``.
+        """
+        if not self.verify:
+            return None
+        if self.binding is not None:
+            return self.binding
+        loop = asyncio.get_running_loop()
+        task = self._checks.get(loop)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = loop.create_task(
+                verify_scorer(self.http, self.model, self.generator_model, timeout_s=self.verify_timeout_s)
+            )
+            self._checks[loop] = task
+        binding = await asyncio.shield(task)
+        self.binding = binding
+        return binding
+
+    def verify_server(self) -> ScorerBinding | None:
+        """Sync wrapper of :meth:`averify` (not for use inside an event loop)."""
+        return run_sync(self.averify())
 
     def payload(self, question: str, answer: str | None, kind: CheckpointKind) -> dict[str, Any]:
         """The chat-completions request body for one state."""
-        return {
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": build_scorer_messages(question, answer, kind),
             "max_tokens": 1,
@@ -90,6 +156,9 @@ class OpenAICompatScorer(BaseScorer):
             "continue_final_message": True,
             "add_generation_prompt": False,
         }
+        if self.priority is not None:
+            body["priority"] = self.priority
+        return body
 
     def read(self, body: dict[str, Any]) -> Score:
         """Score from a chat-completions response body."""
@@ -98,12 +167,24 @@ class OpenAICompatScorer(BaseScorer):
             top = content[0]["top_logprobs"]
             pairs = [(str(t["token"]), float(t["logprob"])) for t in top]
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise ScoreReadoutError(f"response has no top_logprobs for the score position: {str(body)[:300]}") from exc
+            shown = redact_text(str(body)[:300], self.http.secrets)
+            raise ScoreReadoutError(f"response has no top_logprobs for the score position: {shown}") from exc
         return self.scale.read(pairs, min_mass=self.min_mass)
 
     async def ascore(self, question: str, answer: str | None, kind: CheckpointKind) -> Score:
         t0 = time.perf_counter()
-        body = await self.http.post_json("/chat/completions", self.payload(question, answer, kind))
+        payload = self.payload(question, answer, kind)  # bad input fails before any network call
+        await self.averify()
+        try:
+            body = await self.http.post_json("/chat/completions", payload)
+        except BackendHTTPError as exc:
+            # a server that refuses request priorities (vLLM docs: non-zero priority without
+            # --scheduling-policy priority may be an error): score without one from now on
+            if exc.status_code != 400 or "priority" not in exc.body or "priority" not in payload:
+                raise
+            self.priority = None
+            payload.pop("priority")
+            body = await self.http.post_json("/chat/completions", payload)
         score = self.read(body)
         raw = Score(
             value=score.value,

@@ -95,6 +95,8 @@ def resolve_stack(
         host=settings.host,
         port=port or settings.port,
         max_model_len=settings.max_model_len,
+        dtype=settings.dtype,
+        scheduling_policy=settings.scheduling_policy,
         max_logprobs=20,
         extra_args=extra_args,
     )

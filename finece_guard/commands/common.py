@@ -16,10 +16,12 @@ from types import FrameType
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from finece_guard.backends.stack import Stack, resolve_stack
-from finece_guard.backends.vllm_server import VLLMServer, free_port, port_is_free
+from finece_guard.backends.vllm_server import VLLMServer, free_port, port_is_free, served_dtype
 from finece_guard.config import FineCESettings
+from finece_guard.redact import redact_text
 
 console = Console()
 err_console = Console(stderr=True)
@@ -39,7 +41,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def fail(exc: BaseException) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc}")
+    """Print ``exc`` as one error line (credentials redacted) and return the exit to raise."""
+    err_console.print(f"[bold red]error:[/] {escape(redact_text(str(exc)))}", highlight=False)
     return typer.Exit(code=2)
 
 
@@ -48,6 +51,8 @@ def announce(stack: Stack, server: VLLMServer) -> None:
     console.print(f"  base URL   [bold]{server.base_url}[/]")
     console.print(f"  generator  model=[bold]{stack.spec.served_name}[/]  ({stack.spec.model_dir})")
     console.print(f"  scorer     model=[bold]{stack.spec.adapter_name}[/]  ({stack.spec.adapter_dir})")
+    console.print(f"  dtype      {served_dtype(stack.spec)}  (requested {stack.spec.dtype!r})")
+    console.print(f"  scheduling {stack.spec.scheduling_policy}")
     if not stack.adapter_trained:
         console.print(
             "[bold yellow on red] WARNING: the FineCE adapter is UNTRAINED [/] it is a freshly initialised LoRA "

@@ -72,8 +72,8 @@ async def test_scorer_selected_by_model_name_returns_value_and_spread(vllm_serve
     # deterministic readout at temperature 0
     again = await scorer.ascore("What is the capital of France?", "Paris.", CheckpointKind.FINAL)
     assert again.value == pytest.approx(score.value, abs=1e-6)
-    # an unknown model name is a clean 404, mapped to the library's error
-    bad = OpenAICompatScorer(vllm_server.base_url, model="no-such-adapter", retries=0)
+    # unchecked (verify=False), an unknown model name is a clean 404, mapped to the library's error
+    bad = OpenAICompatScorer(vllm_server.base_url, model="no-such-adapter", retries=0, verify=False)
     with pytest.raises(BackendHTTPError) as info:
         await bad.ascore("q?", None, CheckpointKind.QUESTION)
     assert info.value.status_code == 404

@@ -51,7 +51,7 @@ def _scorer(recalibrator: Any = None) -> OpenAICompatScorer:
         body = {"choices": [{"logprobs": {"content": [{"token": "9", "logprob": TOP[0][1], "top_logprobs": top}]}}]}
         return httpx.Response(200, json=body)
 
-    scorer = OpenAICompatScorer("http://fake/v1", recalibrator=recalibrator)
+    scorer = OpenAICompatScorer("http://fake/v1", recalibrator=recalibrator, verify=False)  # no /models here
     scorer.http = OpenAIHTTP("http://fake/v1", transport=httpx.MockTransport(handler))
     return scorer
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+from finece_guard import checks
 from finece_guard.errors import ConfigError
 
 
 def threshold(name: str, value: float) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name}={value!r}: a confidence threshold must be in [0, 1] (e.g. 0.3)")
-    return float(value)
+    """A confidence threshold: a real number in [0, 1] (not a string, not NaN)."""
+    return checks.probability(name, value, example=0.3)
 
 
 def at_least(name: str, value: int, low: int) -> int:
-    if value < low:
-        raise ConfigError(f"{name}={value!r} must be at least {low}")
-    return int(value)
+    """An ``int`` (not a bool or float) of at least ``low``."""
+    return checks.integer(name, value, low=low)
 
 
 def lookahead(name: str, value: object) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from finece_guard import checks
 from finece_guard.errors import ConfigError
 from finece_guard.runtime.policies import _validate
 from finece_guard.runtime.policies.base import CONTINUE, Action, Decision, PolicyView
@@ -28,8 +29,17 @@ class RetryBelow:
     def __post_init__(self) -> None:
         _validate.threshold("threshold", self.threshold)
         _validate.at_least("max_attempts", self.max_attempts, 1)
-        if not self.temperatures or any(not 0.0 <= t <= 2.0 for t in self.temperatures):
-            raise ConfigError(f"temperatures={self.temperatures!r}: give at least one value in [0, 2]")
+        temps = self.temperatures
+        if (
+            not isinstance(temps, tuple | list)
+            or not temps
+            or any(isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 <= t <= 2.0 for t in temps)
+        ):
+            raise ConfigError(f"temperatures={temps!r}: give at least one number in [0, 2], e.g. (0.7, 1.0)")
+        if not isinstance(self.seeds, tuple | list):
+            raise ConfigError(f"seeds={self.seeds!r}: give a tuple of integers, e.g. seeds=(1, 2)")
+        for seed in self.seeds:
+            checks.integer("seeds[]", seed, low=0, example=1)
 
     def sampling(self, retry_number: int) -> dict[str, Any]:
         """Sampling settings for the ``retry_number``-th retry (1-based)."""
