@@ -240,7 +240,8 @@ class VLLMServer:
                 assert self.process is not None
                 if self.process.poll() is not None:
                     raise ServerStartError(
-                        f"vLLM exited with code {self.process.returncode} during start-up (full log: {self.log_path})",
+                        f"vLLM exited with code {self.process.returncode} during start-up (full log: "
+                        f"{self.log_path}; command: {self.shown_command()})",
                         log_tail=self.log_tail(),
                     )
                 with contextlib.suppress(httpx.HTTPError):

@@ -133,3 +133,22 @@ def test_server_log_tail_masks_an_api_key_passed_through(tmp_path) -> None:  # t
     (tmp_path / "log").write_text(f"args: {{'api_key': ['{KEY}']}}\nserving http://u:{SECRET}@h/v1\n")
     assert KEY not in server.log_tail() and SECRET not in server.log_tail()
     assert KEY not in server.shown_command()
+
+
+def test_start_failure_shows_the_command_without_the_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from finece_guard.backends.vllm_server import free_port
+    from finece_guard.errors import ServerStartError
+
+    python = tmp_path / "python"  # a "vLLM" that prints its arguments and exits at once
+    python.write_text("#!/bin/sh\necho \"args: $*\"\nexit 3\n")
+    python.chmod(0o755)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    spec = ServeSpec(model_dir=model, served_name="g", python=python, port=free_port(), dtype="float32",
+                     extra_args=("--api-key", KEY))  # fmt: skip
+    with pytest.raises(ServerStartError) as info:
+        VLLMServer(spec, startup_timeout_s=30, log_path=tmp_path / "log").start()
+    text = str(info.value)
+    assert "exited with code 3" in text and "--api-key ***" in text and "--dtype float32" in text
+    assert KEY not in text
