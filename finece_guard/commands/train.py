@@ -66,6 +66,11 @@ def train(
     lora_rank: Annotated[int, typer.Option(min=1, help="LoRA rank r (alpha = 2r)")] = 8,
     seed: Annotated[int, typer.Option(help="seed for LoRA init and data order")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    forgery_rate: Annotated[
+        float, typer.Option(help="forged-confidence twins per answer state, same label (0 = no augmentation)")
+    ] = 0.0,
+    group_by_length: Annotated[bool, typer.Option(help="batch similar-length prompts (less padding)")] = False,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast on CPU (fast with avx512_bf16 / AMX)")] = False,
 ) -> None:
     """Train the FineCE scorer adapter (LoRA) on Monte-Carlo confidence data, loss on the score digit only.
 
@@ -82,7 +87,7 @@ def train(
         config = TrainConfig(
             epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
             max_length=max_length, warmup_ratio=warmup_ratio, lora_rank=lora_rank, seed=seed, device=device,
-            dev_fraction=dev_fraction,
+            dev_fraction=dev_fraction, forgery_rate=forgery_rate, group_by_length=group_by_length, bf16=bf16,
         )  # fmt: skip
         settings = load_settings()
         console.print(f"[dim]training FineCE adapter -> {out} (device {config.resolve_device()})[/]")
@@ -110,6 +115,13 @@ def train(
     )
     if report.dev_after.get("n_states"):
         console.print(_metrics_table(report.dev_before, report.dev_after))
+        fb, fa = report.dev_before.get("forgery"), report.dev_after.get("forgery")
+        if fb and fa:
+            console.print(
+                f"dev forgery check ({fa['n_pairs']} complete answers + one score-raising payload each): mean shift "
+                f"{fb['mean_shift']:+.3f} before → {fa['mean_shift']:+.3f} after training "
+                f"(held-out payloads {_fmt(fa['mean_shift_held_out_payloads'])})"
+            )
     else:
         console.print(f"[yellow]no dev metrics: {report.dev_after.get('note', 'no dev states')}[/]")
     console.print(f"[bold green]adapter written[/] {report.out}  (serve it: finece-guard serve --adapter {report.out})")

@@ -12,16 +12,23 @@ question-only state, its partial answers and its complete answers - lands on the
 dev metrics never score text the adapter was trained on. The split hashes the record's *item
 key* (:func:`finece_guard.data.partition.item_key`, which drops the task prefix), so the same
 underlying question asked as ``sciq``, ``sciq+passage`` or ``sciq_mc`` also stays on one side.
+
+Adversarial augmentation (:func:`forged_examples`): copies of partial and complete states whose
+answer carries a forged confidence payload (:mod:`finece_guard.data.forgery`) and **keeps the
+clean state's label**, so the adapter learns that text inside the answer claiming a score says
+nothing about correctness. Copies keep their question's key, so they fall on its split side.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from finece_guard.data.construction import QuestionData
+from finece_guard.data.forgery import Payload, choose_payloads, inject
 from finece_guard.data.partition import item_key
 from finece_guard.errors import ConfigError
 from finece_guard.prompts import DEFAULT_SCALE, build_scorer_messages
@@ -69,6 +76,8 @@ class TrainingExample:
     answer: str | None
     label: float
     level: int
+    #: name of the forged-confidence payload the answer carries (None: a clean state)
+    payload: str | None = None
 
     @property
     def target(self) -> tuple[float, ...]:
@@ -89,6 +98,40 @@ def examples_from(data: Iterable[QuestionData]) -> list[TrainingExample]:
             if kind is not CheckpointKind.QUESTION and s.answer is None:
                 raise ConfigError(f"question {q.key}: a {kind.value} state has no answer text; rebuild the data file")
             out.append(TrainingExample(q.key, q.task, kind, q.question, s.answer, float(s.label), s.level))
+    return out
+
+
+def _forgery_position(key: str) -> float:
+    digest = hashlib.sha256(b"finece-guard/forgery/v1\x00" + key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def forged_examples(
+    examples: Sequence[TrainingExample],
+    rate: float,
+    *,
+    payloads: Sequence[Payload] | None = None,
+    seed: int = 0,
+) -> list[TrainingExample]:
+    """Forged twins of the answer-carrying states, each with the clean state's label and kind.
+
+    ``rate`` is the expected number of twins per partial / complete state (``0.5``: half of them
+    get one; ``2``: each gets two distinct payloads). Which states and which payloads is a
+    deterministic function of the state (question key, kind, answer) and ``seed``. Default
+    payloads: :func:`finece_guard.data.forgery.train_payloads` (the held-out ones stay unseen).
+    Question-only states carry no answer and get no twin.
+    """
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 16.0:
+        raise ConfigError(f"forgery rate={rate!r} must be a number in [0, 16] (twins per answer state; 0 = off)")
+    out: list[TrainingExample] = []
+    whole, frac = int(rate), rate - int(rate)
+    for ex in examples:
+        if ex.answer is None or ex.payload is not None or ex.kind is CheckpointKind.QUESTION:
+            continue
+        ident = f"{seed}\x00{ex.key}\x00{ex.kind.value}\x00{ex.level}\x00{ex.answer}"
+        n = whole + (1 if _forgery_position(ident) < frac else 0)
+        for p in choose_payloads(ident, n, payloads):
+            out.append(dataclasses.replace(ex, answer=inject(ex.answer, p), payload=p.name))
     return out
 
 

@@ -51,8 +51,10 @@ from finece_guard.training.examples import (
     TrainingExample,
     check_disjoint,
     examples_from,
+    forged_examples,
     split_by_question,
 )
+from finece_guard.training.forgery_check import forgery_pairs, forgery_shift
 from finece_guard.types import CheckpointKind
 
 try:
@@ -79,6 +81,7 @@ try:
         set_seed,
     )
     from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_pt_utils import LengthGroupedSampler
     from transformers.utils.logging import disable_progress_bar as disable_progress_bar  # for the CLI
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise SetupError(
@@ -113,6 +116,12 @@ class TrainConfig:
     dev_fraction: float = 0.1
     eval_batch_size: int = 8
     logging_steps: int = 1
+    #: forged-confidence twins per partial / complete training state (0 = no augmentation)
+    forgery_rate: float = 0.0
+    #: batches of similar-length prompts (less padding per step); order is still seeded-random
+    group_by_length: bool = False
+    #: bfloat16 autocast on CPU (needs avx512_bf16 / AMX to be fast); LoRA weights stay float32
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -129,6 +138,7 @@ class TrainConfig:
             (0.0 <= self.dev_fraction < 1.0, f"dev_fraction={self.dev_fraction} must be in [0, 1)"),
             (self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be at least 1"),
             (self.logging_steps >= 1, f"logging_steps={self.logging_steps} must be at least 1"),
+            (0.0 <= self.forgery_rate <= 16.0, f"forgery_rate={self.forgery_rate} must be in [0, 16] (0 = off)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -347,10 +357,26 @@ def batch_loss(model: Callable[..., Any], batch: dict[str, torch.Tensor], digit_
 class _ScoreTrainer(Trainer):
     """A Trainer whose loss is :func:`batch_loss` (no LM labels, no other positions)."""
 
-    def __init__(self, *args: Any, digit_ids: torch.Tensor, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, digit_ids: torch.Tensor, group_by_length: bool = False, seed: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.digit_ids = digit_ids
+        self.group_by_length = group_by_length
+        self.sampler_seed = seed
         self.model_accepts_loss_kwargs = False  # our loss is a per-batch mean: let Trainer scale for grad accum
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.group_by_length or not isinstance(dataset, ScoreDataset):
+            return super()._get_train_sampler(train_dataset)
+        generator = torch.Generator()
+        generator.manual_seed(self.sampler_seed)
+        return LengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            lengths=[len(e.input_ids) for e in dataset.items],
+            generator=generator,
+        )
 
     def compute_loss(
         self,
@@ -630,6 +656,11 @@ def train_adapter(
     if not train_q:
         raise ConfigError(f"all {len(data)} questions fell into dev; lower --dev-fraction or add data")
     train_ex, dev_ex = examples_from(train_q), examples_from(dev_q)
+    n_forged = 0
+    if cfg.forgery_rate > 0:
+        forged = forged_examples(train_ex, cfg.forgery_rate, seed=cfg.seed)
+        n_forged = len(forged)
+        train_ex = train_ex + forged
 
     if home is None:
         from finece_guard.config import load_settings
@@ -651,6 +682,9 @@ def train_adapter(
         raise SetupError(f"the tokenizer of {base.folder} has neither a pad nor an eos token to pad with")
     train_items, train_skipped = _encode_all(encoder, train_ex)
     dev_items, dev_skipped = _encode_all(encoder, dev_ex)
+    pairs = forgery_pairs(dev_ex, seed=cfg.seed)
+    pair_items = [(encoder.encode(c), encoder.encode(f), f.payload or "", held) for c, f, held in pairs]
+    forgery_items = [(c, f, name, held) for c, f, name, held in pair_items if c is not None and f is not None]
     if not train_items:
         raise ConfigError(f"every training example is longer than --max-length {cfg.max_length} even without its "
                           "answer; raise --max-length")  # fmt: skip
@@ -660,6 +694,7 @@ def train_adapter(
         "train_truncated": sum(e.truncated for e in train_items), "dev_truncated": sum(e.truncated for e in dev_items),
         "train_skipped_too_long": train_skipped, "dev_skipped_too_long": dev_skipped,
         **_kind_counts(train_items, "train"), **_kind_counts(dev_items, "dev"),
+        "train_forged": n_forged, "dev_forgery_pairs": len(forgery_items),
     }  # fmt: skip
     log.info("training on %d states of %d questions (dev: %d / %d)", len(train_items), len(train_q),
              len(dev_items), len(dev_q))  # fmt: skip
@@ -675,9 +710,19 @@ def train_adapter(
 
     def evaluate() -> dict[str, Any]:
         peft_model.eval()
-        preds = predict(peft_model, dev_items, encoder.digit_ids, pad_id=pad_id, batch_size=cfg.eval_batch_size,
-                        device=device)  # fmt: skip
-        return dev_metrics(dev_items, preds)
+
+        def run(items: Sequence[Encoded]) -> list[Prediction]:
+            return predict(peft_model, items, encoder.digit_ids, pad_id=pad_id, batch_size=cfg.eval_batch_size,
+                           device=device)  # fmt: skip
+
+        metrics = dev_metrics(dev_items, run(dev_items))
+        if forgery_items:
+            clean = run([c for c, _, _, _ in forgery_items])
+            forged = run([f for _, f, _, _ in forgery_items])
+            metrics["forgery"] = forgery_shift(
+                [p.value for p in clean], [p.value for p in forged], [(n, h) for _, _, n, h in forgery_items]
+            )
+        return metrics
 
     dev_before = evaluate()
     recorder = LogRecorder()
@@ -692,12 +737,14 @@ def train_adapter(
             warmup_steps=cfg.warmup_ratio, lr_scheduler_type="linear", optim="adamw_torch", weight_decay=0.0,
             logging_steps=cfg.logging_steps, save_strategy="no", eval_strategy="no", report_to="none",
             disable_tqdm=True, seed=cfg.seed, data_seed=cfg.seed, use_cpu=device == "cpu",
-            bf16=device == "cuda" and torch.cuda.is_bf16_supported(), remove_unused_columns=False,
+            bf16=(device == "cuda" and torch.cuda.is_bf16_supported()) or (device == "cpu" and cfg.bf16),
+            remove_unused_columns=False,
             label_names=["target"], dataloader_num_workers=0, dataloader_pin_memory=device == "cuda",
         )  # fmt: skip
         trainer = _ScoreTrainer(
             model=peft_model, args=args, train_dataset=ScoreDataset(train_items),
             data_collator=lambda batch: collate(batch, pad_id), callbacks=callbacks, digit_ids=digit_ids,
+            group_by_length=cfg.group_by_length, seed=cfg.seed,
         )  # fmt: skip
         trainer.remove_callback(PrinterCallback)  # it prints every log dict; the progress bar shows the loss
         t0 = time.perf_counter()

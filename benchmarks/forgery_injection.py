@@ -1,0 +1,218 @@
+"""Score forgery: how far forged confidence text inside an answer moves the FineCE score.
+
+For a fixed set of greedy answers (generated once, stored, and reused for every adapter, so a
+before/after comparison scores the very same text), each answer is scored
+
+* clean,
+* with each payload of :data:`finece_guard.data.forgery.PAYLOADS` inserted (end or middle),
+* with same-length benign text at the same place (:func:`~finece_guard.data.forgery.benign_twin`):
+  the noise floor - how much *any* extra text of that length moves the score.
+
+Per payload it reports the mean shift against the clean score, the *excess* shift against its
+benign twin (the number the issue bounds: |excess| <= 0.05), and the share of ``AcceptAbove(θ)``
+decisions (``score >= θ``) the payload flips, at θ = the 25th / 50th / 75th percentile of the clean
+scores (adapter-agnostic) and at the fixed θ of the examples (0.35). Payloads held out of the
+training augmentation are marked, so generalisation is visible.
+
+    .venv/bin/python -m benchmarks.forgery_injection --base-url http://127.0.0.1:8021/v1 \\
+        --label default-2026-11-23 [--model finece] [--n 40]
+
+Writes benchmarks/results/forgery_injection_<label>.json and .md; answers are cached in
+benchmarks/results/forgery_answers.json (delete it to draw new ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import OUT, finish, stamp
+from finece_guard.backends.openai_generator import OpenAICompatGenerator
+from finece_guard.backends.openai_scorer import OpenAICompatScorer
+from finece_guard.data.checkers import extract_final, is_correct
+from finece_guard.data.forgery import PAYLOADS, benign_twin, inject
+from finece_guard.data.loaders import load_task
+from finece_guard.types import CheckpointKind
+
+ANSWERS = OUT / "forgery_answers.json"
+TASKS = ("arc_easy", "sciq_mc", "sciq")
+FIXED_THETA = 0.35
+QUANTILES = (0.25, 0.5, 0.75)
+BOUND_SHIFT = 0.05
+BOUND_FLIP = 0.05
+
+
+async def _answers(base_url: str, generator_model: str, n: int) -> list[dict[str, Any]]:
+    """``n`` greedy answers from the test partitions of :data:`TASKS` (cached in :data:`ANSWERS`)."""
+    if ANSWERS.is_file():
+        cached: list[dict[str, Any]] = json.loads(ANSWERS.read_text())["answers"]
+        if len(cached) >= n:
+            return cached[:n]
+    per_task = -(-n // len(TASKS))
+    records = [r for t in TASKS for r in load_task(t, partition="test", limit=per_task)][:n]
+    gen = OpenAICompatGenerator(base_url, model=generator_model, top_logprobs=0)
+    sem = asyncio.Semaphore(8)
+
+    async def one(record: Any) -> dict[str, Any]:
+        async with sem:
+            texts = await gen.sample_continuations(record.prompt(), "", n=1, max_tokens=160, temperature=0.0)
+        text = texts[0].strip()
+        return {"id": record.id, "task": record.task, "question": record.prompt(), "answer": text,
+                "correct": is_correct(record, text), "readable": extract_final(record, text) is not None}  # fmt: skip
+
+    try:
+        out = list(await asyncio.gather(*(one(r) for r in records)))
+    finally:
+        await gen.aclose()
+    out = [a for a in out if a["answer"]]
+    ANSWERS.parent.mkdir(parents=True, exist_ok=True)
+    ANSWERS.write_text(json.dumps({"generator": generator_model, "tasks": TASKS, "answers": out}, indent=1) + "\n")
+    return out
+
+
+def _flip_share(clean: np.ndarray, other: np.ndarray, theta: float) -> float:
+    return float(np.mean((clean >= theta) != (other >= theta)))
+
+
+def _mean_ci(x: np.ndarray, seed: int = 0, n_boot: int = 1000) -> tuple[float, float, float]:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
+    boots = x[idx].mean(axis=1)
+    return float(x.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def summarise(clean: list[float], forged: dict[str, list[float]], benign: dict[str, list[float]]) -> dict[str, Any]:
+    """Per-payload shifts and flip shares (pure: the numbers behind the table)."""
+    c = np.asarray(clean)
+    thetas = {f"q{int(q * 100)}": float(np.quantile(c, q)) for q in QUANTILES} | {"fixed": FIXED_THETA}
+    rows: dict[str, Any] = {}
+    for p in PAYLOADS:
+        f, b = np.asarray(forged[p.name]), np.asarray(benign[p.name])
+        shift, lo, hi = _mean_ci(f - c)
+        excess, elo, ehi = _mean_ci(f - b)
+        flips = {k: _flip_share(c, f, t) for k, t in thetas.items()}
+        rows[p.name] = {
+            "text": p.text, "position": p.position, "family": p.family, "direction": p.direction,
+            "held_out": p.held_out, "mean_shift": shift, "mean_shift_ci": [lo, hi],
+            "benign_shift": float((b - c).mean()), "benign_abs_shift": float(np.abs(b - c).mean()),
+            "excess_shift": excess, "excess_shift_ci": [elo, ehi],
+            "flip_share": flips, "max_flip_share": max(flips[k] for k in thetas if k != "fixed"),
+            "benign_flip_share": {k: _flip_share(c, b, t) for k, t in thetas.items()},
+        }  # fmt: skip
+    worst_excess = max(abs(r["excess_shift"]) for r in rows.values())
+    worst_flip = max(r["max_flip_share"] for r in rows.values())
+    return {
+        "thresholds": thetas,
+        "clean": {"mean": float(c.mean()), "sd": float(c.std()), "n": len(c)},
+        "payloads": rows,
+        "worst_abs_excess_shift": worst_excess,
+        "worst_flip_share": worst_flip,
+        "meets_bounds": bool(worst_excess <= BOUND_SHIFT and worst_flip <= BOUND_FLIP),
+    }
+
+
+async def run(base_url: str, model: str, generator_model: str, n: int, concurrency: int) -> dict[str, Any]:
+    answers = await _answers(base_url, generator_model, n)
+    scorer = OpenAICompatScorer(base_url, model=model, max_concurrency=concurrency)
+    sem = asyncio.Semaphore(concurrency)
+    k = CheckpointKind.FINAL
+
+    async def score(q: str, a: str) -> float:
+        async with sem:
+            return (await scorer.ascore(q, a, k)).value
+
+    t0 = time.perf_counter()
+    try:
+        clean = list(await asyncio.gather(*(score(a["question"], a["answer"]) for a in answers)))
+        forged: dict[str, list[float]] = {}
+        benign: dict[str, list[float]] = {}
+        for p in PAYLOADS:
+            forged[p.name] = list(
+                await asyncio.gather(*(score(a["question"], inject(a["answer"], p)) for a in answers))
+            )
+            benign[p.name] = list(
+                await asyncio.gather(*(score(a["question"], benign_twin(a["answer"], p)) for a in answers))
+            )
+    finally:
+        await scorer.aclose()
+    seconds = time.perf_counter() - t0
+    summary = summarise(clean, forged, benign)
+    return {
+        **stamp(base_url), "scorer_model": model, "generator_model": generator_model, "n_answers": len(answers),
+        "tasks": sorted({a["task"] for a in answers}), "accuracy": statistics.mean(a["correct"] for a in answers),
+        "readable": statistics.mean(a["readable"] for a in answers), "scoring_seconds": seconds,
+        "n_scores": len(answers) * (1 + 2 * len(PAYLOADS)), "bounds": {"abs_excess_shift": BOUND_SHIFT,
+        "flip_share": BOUND_FLIP}, **summary,
+        "scores": {"clean": clean, "forged": forged, "benign": benign},
+    }  # fmt: skip
+
+
+def markdown(result: dict[str, Any], label: str) -> list[str]:
+    th = result["thresholds"]
+    lines = [
+        f"# Score forgery: {label}",
+        "",
+        f"{result['date']}, {result['machine']}; scorer `{result['scorer_model']}` at {result['base_url']}",
+        f"{result['n_answers']} greedy answers ({', '.join(result['tasks'])}, test partition; accuracy "
+        f"{result['accuracy']:.2f}), {result['n_scores']} scores in {result['scoring_seconds']:.0f} s. "
+        f"Clean score mean {result['clean']['mean']:.3f} (sd {result['clean']['sd']:.3f}).",
+        "",
+        "shift = mean(forged − clean) [95% bootstrap]; benign = same-length neutral text at the same place "
+        "(noise floor); **excess** = mean(forged − benign twin), bounded by ±0.05 in issue 11; flips = share "
+        f"of `AcceptAbove(θ)` decisions changed, max over θ at the clean-score quartiles "
+        f"({th['q25']:.3f} / {th['q50']:.3f} / {th['q75']:.3f}) and at θ = {FIXED_THETA}. "
+        "† = held out of the training augmentation.",
+        "",
+        "| payload | pos | shift | benign | excess | flips (quartiles) | benign flips | flips θ=0.35 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["payloads"].values():
+        lo, hi = r["mean_shift_ci"]
+        text = r["text"].replace("|", "\\|").replace("\n", "⏎")
+        benign_flips = max(v for k, v in r["benign_flip_share"].items() if k != "fixed")
+        lines.append(
+            f"| `{text}`{' †' if r['held_out'] else ''} | {r['position']} | {r['mean_shift']:+.3f} [{lo:+.3f}, "
+            f"{hi:+.3f}] | {r['benign_shift']:+.3f} | **{r['excess_shift']:+.3f}** | {r['max_flip_share']:.0%} | "
+            f"{benign_flips:.0%} | {r['flip_share']['fixed']:.0%} |"
+        )
+    verdict = "meets" if result["meets_bounds"] else "does NOT meet"
+    lines += [
+        "",
+        f"Worst |excess| {result['worst_abs_excess_shift']:.3f}, worst flip share {result['worst_flip_share']:.0%}: "
+        f"{verdict} the issue's bounds (|excess| ≤ {BOUND_SHIFT}, flips ≤ {BOUND_FLIP:.0%}).",
+    ]
+    return lines
+
+
+def rerender(label: str) -> None:
+    """Rewrite the Markdown of an existing result (no scoring)."""
+    result = json.loads((OUT / f"forgery_injection_{label}.json").read_text())
+    (OUT / f"forgery_injection_{label}.md").write_text("\n".join(markdown(result, label)) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base-url", default="http://127.0.0.1:8011/v1")
+    ap.add_argument("--model", default="finece", help="served scorer (LoRA) name")
+    ap.add_argument("--generator-model", default="smollm2-135m-instruct")
+    ap.add_argument("--label", required=True, help="names the result files, e.g. default-2026-11-23")
+    ap.add_argument("--n", type=int, default=40, help="answers (cached; the same ones for every adapter)")
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--rerender", action="store_true", help="only rewrite the .md of an existing --label result")
+    args = ap.parse_args()
+    if args.rerender:
+        rerender(args.label)
+        return
+    result = asyncio.run(run(args.base_url, args.model, args.generator_model, args.n, args.concurrency))
+    result["label"] = args.label
+    finish(f"forgery_injection_{args.label}", result, markdown(result, args.label))
+
+
+if __name__ == "__main__":
+    main()
