@@ -152,3 +152,14 @@ def test_start_failure_shows_the_command_without_the_key(tmp_path) -> None:  # t
     text = str(info.value)
     assert "exited with code 3" in text and "--api-key ***" in text and "--dtype float32" in text
     assert KEY not in text
+
+
+def test_cli_error_line_has_no_credentials() -> None:
+    from typer.testing import CliRunner
+
+    from finece_guard.cli import app
+
+    result = CliRunner().invoke(app, ["ask", "--base-url", _closed_port_url(), "What is 2+2?"])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "127.0.0.1" in result.output
+    assert SECRET not in result.output
