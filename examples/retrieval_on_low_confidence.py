@@ -13,9 +13,9 @@ from langchain_openai import ChatOpenAI
 
 from finece_guard import OpenAICompatScorer
 from finece_guard.embeddings import MiniLMEmbeddings
+from finece_guard.retrieval import ChromaConfig, ingest, open_vectorstore
 from finece_guard.runtime.guard import FineCEGuard
 from finece_guard.runtime.policies import RetrieveBelow
-from finece_guard.retrieval import ChromaConfig, ingest, open_vectorstore
 
 BASE_URL = os.environ.get("FINECE_BASE_URL", "http://127.0.0.1:8011/v1")
 

@@ -6,7 +6,8 @@ It serves the stack (or uses a running server), ingests SciQ support passages (o
 
 * **unguarded** — the plain chat model, greedy;
 * **guarded** — ``FineCEGuard`` with abort-below, retrieve-below (Chroma, the passages go into the
-  prompt) and accept-above-δ, streaming live with its confidence.
+  prompt; with ``--early``, the default, the question-only state is judged before generating and a
+  low-confidence answer is stopped mid-stream) and accept-above-δ, streaming live with its confidence.
 
 It ends with a table (accuracy unguarded vs guarded-with-retrieval vs accepted-only with
 coverage, tokens saved by aborts measured against the unguarded answer, wall time), a PNG of the
@@ -110,7 +111,7 @@ async def _run(
         retriever=store.as_retriever(search_kwargs={"k": 1}),
         policies=[
             AbortBelow(args["abort_below"], min_tokens=24),
-            RetrieveBelow(args["retrieve_below"], k=1),
+            RetrieveBelow(args["retrieve_below"], k=1, early=args["early"], min_tokens=24),
             AcceptAbove(args["accept_above"]),
         ],
     )  # fmt: skip
@@ -138,6 +139,8 @@ async def _run(
                     s = ev["data"]["score"]
                     colour = "red" if s is None or s < 0.33 else "yellow" if s < 0.66 else "green"
                     console.print(f" [{colour}]⟨{ev['data']['kind']} {s if s is None else round(s, 2)}⟩[/]", end="")
+                elif kind == "on_custom_event" and name == "finece_decision" and ev["data"]["attempt"] == 0:
+                    console.print(f"[magenta]↻ {ev['data']['reason']} → retrieving before generating[/]\n", end="")
                 elif kind == "on_custom_event" and name == "finece_restart":
                     console.print(f"\n[magenta]↻ {ev['data']['reason']} → regenerating[/]\n[bold]guarded:[/] ", end="")
                 elif kind == "on_custom_event" and name == "finece_result":
@@ -175,9 +178,15 @@ def _table(rows: list[DemoRow]) -> Table:
                   f"{sum(r.guarded_s for r in rows):.1f} s")  # fmt: skip
     acc = f"{sum(r.guarded_correct for r in accepted)}/{len(accepted)}" if accepted else "-"
     table.add_row("accepted only (conf ≥ δ)", acc, f"{len(accepted)}/{n}", "", "")
+    def stage(r: DemoRow, name: str) -> bool:
+        return any(d.action.value == "retrieve" and d.params.get("stage") == name for d in r.guarded.trace.decisions)
+
     table.caption = (
         f"aborts: {len(aborted)} attempts, {saved} tokens saved vs the unguarded answers; "
-        f"retrievals: {sum(len(r.guarded.trace.retrieved_ids) > 0 for r in rows)} questions"
+        f"retrievals: {sum(len(r.guarded.trace.retrieved_ids) > 0 for r in rows)} questions "
+        f"({sum(stage(r, 'before_generation') for r in rows)} before generating, "
+        f"{sum(stage(r, 'in_stream') for r in rows)} stopped mid-answer, "
+        f"{sum(stage(r, 'attempt_end') for r in rows)} after the answer)"
     )
     return table
 
@@ -190,13 +199,15 @@ def demo(
     retrieve_below: Annotated[float, typer.Option(help="retrieve from Chroma and regenerate below this")] = 0.35,
     accept_above: Annotated[float, typer.Option(help="δ: accept answers at or above this confidence")] = 0.35,
     distractors: Annotated[int, typer.Option(min=0, help="extra SciQ passages in the store")] = 200,
+    early: Annotated[bool, typer.Option(help="early retrieval: judge the question before generating, and "
+                                        "stop a low-confidence answer mid-stream")] = True,
     out_dir: Annotated[Path, typer.Option(help="where traces (JSONL) and the plot (PNG) go")] = Path("runs/demo"),
 ) -> None:
     """Guarded RAG on SciQ with the embedded default: stream, score, abort/retrieve/accept, summarise."""
     from finece_guard.evaluation.plots import confidence_traces_plot
 
     args = {"max_tokens": max_tokens, "abort_below": abort_below, "retrieve_below": retrieve_below,
-            "accept_above": accept_above, "distractors": distractors}  # fmt: skip
+            "accept_above": accept_above, "distractors": distractors, "early": early}  # fmt: skip
     try:
         settings = load_settings()
         questions = demo_questions(n)

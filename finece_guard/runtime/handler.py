@@ -367,21 +367,44 @@ class FineCECallbackHandler(BaseCallbackHandler):
         tags: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        run = self._runs.get(run_id)
-        if run is None:
-            return
         text = (
             token
             if isinstance(token, str)
             else "".join(t if isinstance(t, str) else str(t.get("text", "")) for t in token)
         )
+        self._on_text(run_id, text, chunk, kwargs.get("logprobs"))
+
+    def on_stream_event(
+        self,
+        event: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """The content-block protocol of ``stream_events(version="v3")``: text deltas are tokens.
+
+        These events carry no logprobs, so entropy checkpoints see none (paragraph and periodic
+        checkpoints work as usual); an abort is raised from here exactly as from a token callback.
+        """
+        if not isinstance(event, dict) or event.get("event") != "content-block-delta":
+            return
+        delta = event.get("delta") or {}
+        if isinstance(delta, dict) and delta.get("type") == "text-delta" and delta.get("text"):
+            self._on_text(run_id, str(delta["text"]), None, None)
+
+    def _on_text(self, run_id: UUID, text: str, chunk: Any, logprobs: Any) -> None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return
 
         def feed() -> Decision | None:
             if run.ended:
                 return None
             stop = self._stop_of(run)
             if stop is None:
-                for event in chunk_token_events(text, chunk, kwargs.get("logprobs"), len(run.monitor.tokens)):
+                for event in chunk_token_events(text, chunk, logprobs, len(run.monitor.tokens)):
                     run.monitor.feed(event)
                 return None
             run.raised = True

@@ -4,7 +4,7 @@
 ``awrap_model_call``) with the **same** attempt loop and the same in-stream decider as
 :class:`~finece_guard.runtime.guard.FineCEGuard` (:mod:`finece_guard.runtime.session`):
 
-* the model call streams (``stream=True`` is set per call, the model object is not touched) with
+* the model call streams (switched on per call, the model object is not touched) with
   the FineCE callback handler attached, so checkpoints are scored while it streams and an
   ``AbortBelow`` / early ``RetrieveBelow`` stops the call mid-stream (vLLM cancels the request);
 * when the call ends, ``RetryBelow`` re-calls the model with other sampling (``model_settings``),
@@ -40,7 +40,7 @@ from finece_guard.runtime.policies.accept import DEFAULT_FALLBACK
 from finece_guard.runtime.policies.base import Action, Policy
 from finece_guard.runtime.policies.compose import Budget
 from finece_guard.runtime.session import AttemptRequest, GuardedSession, SessionOutcome
-from finece_guard.runtime.text import QUESTION_KEY, SESSION_KEY, question_of_messages, with_passages
+from finece_guard.runtime.text import QUESTION_KEY, SESSION_KEY, message_text, question_of_messages, with_passages
 from finece_guard.sync_bridge import run_sync
 
 try:
@@ -57,6 +57,17 @@ def _answer_message(response: Any) -> AIMessage | None:
         if isinstance(msg, AIMessage):
             return msg
     return None
+
+
+def _text(response: Any) -> str:
+    msg = _answer_message(response)
+    return message_text(msg) if msg is not None and not msg.tool_calls else ""
+
+
+def _kind(response: Any) -> str:
+    """``"passthrough"`` for a tool-calling turn (a step, not an answer), else ``"payload"``."""
+    msg = _answer_message(response)
+    return "passthrough" if msg is None or msg.tool_calls else "payload"
 
 
 def _writer() -> Callable[[Any], None] | None:
@@ -117,9 +128,20 @@ class FineCEMiddleware(AgentMiddleware):
         return ctx
 
     def _request(self, base: ModelRequest, attempt: AttemptRequest) -> ModelRequest:
-        settings = {**base.model_settings, **attempt.sampling, "stream": True}
+        """The model request of one attempt: streaming on, the attempt's sampling and passages.
+
+        Streaming is switched on per call: on a copy of the model with ``streaming=True`` where the
+        model has that field (ChatOpenAI; the user's object is not touched), else with the call
+        keyword ``stream=True``.
+        """
+        settings = {**base.model_settings, **attempt.sampling}
+        model = base.model
+        if "streaming" in type(model).model_fields:
+            model = model.model_copy(update={"streaming": True})
+        else:
+            settings["stream"] = True
         messages = with_passages(base.messages, [d.page_content for d in attempt.docs])
-        return base.override(messages=messages, model_settings=settings)  # type: ignore[arg-type]
+        return base.override(messages=messages, model_settings=settings, model=model)  # type: ignore[arg-type]
 
     def _session(self, writer: Callable[[Any], None] | None) -> GuardedSession:
         async def emit(name: str, data: dict[str, Any]) -> None:
@@ -159,8 +181,7 @@ class FineCEMiddleware(AgentMiddleware):
 
     @staticmethod
     def _is_tool_step(outcome: SessionOutcome) -> bool:
-        msg = _answer_message(outcome.kept.payload) if outcome.kept.payload is not None else None
-        return msg is not None and bool(msg.tool_calls)
+        return outcome.kept.payload is not None and _kind(outcome.kept.payload) == "passthrough"
 
     # -------------------------------------------------------------- async path
     async def awrap_model_call(
@@ -180,7 +201,8 @@ class FineCEMiddleware(AgentMiddleware):
                     call.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await call
-            yield ("payload", response)
+            yield ("text", _text(response))
+            yield (_kind(response), response)
 
         return await self._run(request, attempt)
 
@@ -207,6 +229,7 @@ class FineCEMiddleware(AgentMiddleware):
             ctx = self._context(req)
             model_request = self._request(request, req)
             response = await asyncio.to_thread(ctx.run, handler, model_request)
-            yield ("payload", response)
+            yield ("text", _text(response))
+            yield (_kind(response), response)
 
         return run_sync(self._run(request, attempt))

@@ -33,6 +33,7 @@ from langchain_core.retrievers import BaseRetriever
 
 from finece_guard.backends.base import BaseScorer
 from finece_guard.errors import GenerationAborted
+from finece_guard.runtime.bci import refine
 from finece_guard.runtime.handler import FineCECallbackHandler, HandlerEvent, SessionBudget
 from finece_guard.runtime.policies.base import Action, Decision, Policy, PolicyView
 from finece_guard.runtime.policies.compose import (
@@ -110,7 +111,9 @@ class SessionOutcome:
     question_score: ScoredCheckpoint | None = None
 
 
-#: An attempt streams ``("token", chunk)`` items and may end with one ``("payload", value)``.
+#: An attempt streams ``("token", (chunk, text))`` items and may end with one ``("payload", value)``, or
+#: ``("passthrough", value)`` for a result that is not an answer (an agent's tool-calling turn): it is
+#: kept as the attempt's payload and the loop stops there, without regeneration.
 AttemptFn = Callable[[AttemptRequest], AsyncIterator[tuple[str, Any]]]
 
 
@@ -211,14 +214,19 @@ class GuardedSession:
             aborted: Decision | None = None
             error: str | None = None
             payload: Any = None
+            passthrough = False
+            final_text = ""
             text_parts: list[str] = []
             traces: list[Trace] = []
             try:
                 request = AttemptRequest(number, session, tuple(docs), dict(sampling), sq)
                 try:
                     async for kind, item in attempt_fn(request):
-                        if kind == "payload":
-                            payload = item
+                        if kind in ("payload", "passthrough"):
+                            payload, passthrough = item, kind == "passthrough"
+                            continue
+                        if kind == "text":  # the attempt's whole text, from a model that may not stream
+                            final_text = str(item)
                             continue
                         text_parts.append(str(item[1]))
                         if item[1]:
@@ -234,10 +242,14 @@ class GuardedSession:
                 await self.handler.aclose_session(session)
             trace = traces[-1] if traces else Trace(question=sq, answer="".join(text_parts), checkpoints=(),
                                                     finished=False, finish_reason=error)  # fmt: skip
+            if not passthrough and aborted is None and error is None and final_text.strip() and not trace.answer:
+                trace = await self._score_unstreamed(trace, sq, final_text)
             if aborted is not None:
                 decisions.append(aborted)
             view = self.view(trace, number, retrievals, aborted is not None or error is not None)
-            if aborted is not None and aborted.action is Action.RETRIEVE:
+            if passthrough:
+                nxt, why_not = Decision(Action.CONTINUE), list[str]()
+            elif aborted is not None and aborted.action is Action.RETRIEVE:
                 nxt, why_not = aborted, list[str]()  # decided in-stream, budget already checked by the decider
             else:
                 nxt, why_not = decide_regeneration(
@@ -265,6 +277,24 @@ class GuardedSession:
         await self.emit("finece_decision", {"attempt": outcome.kept.number, "verdict": True,
                                             **dataclasses.asdict(outcome.verdict)})  # fmt: skip
         yield ("outcome", outcome, 0)
+
+    async def _score_unstreamed(self, trace: Trace, question: str, text: str) -> Trace:
+        """A model that did not stream: score its whole answer as the final state after the fact."""
+        cp = Checkpoint(len(trace.checkpoints), CheckpointKind.FINAL, 0, text, "final answer (not streamed)")
+        try:
+            score = await asyncio.wait_for(self.scorer.ascore(question, text, CheckpointKind.FINAL),
+                                           self.handler.deadline_s)  # fmt: skip
+            sc = ScoredCheckpoint(cp, score)
+        except Exception as exc:  # a scoring failure, recorded like any other
+            sc = ScoredCheckpoint(cp, None, f"{type(exc).__name__}: {exc}")
+        checkpoints = (*trace.checkpoints, sc)
+        raw = [c.score.value if c.score else None for c in checkpoints]
+        return dataclasses.replace(
+            trace, answer=text, checkpoints=checkpoints, refined=tuple(refine(raw, alpha=self.handler.alpha,
+                                                                            window=self.handler.window)),
+            finished=True, finish_reason=trace.finish_reason or "stop",
+            meta={**trace.meta, "streamed": False},
+        )  # fmt: skip
 
     def view(self, trace: Trace, number: int, retrievals: int, broken: bool) -> PolicyView:
         return PolicyView(

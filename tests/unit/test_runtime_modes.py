@@ -40,7 +40,8 @@ from finece_guard.sync_bridge import bridge_loop
 from finece_guard.testing import KeywordScorer
 from finece_guard.types import CheckpointKind
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore::langchain_core._api.beta_decorator.LangChainBetaWarning")]
 
 FILLER = " ".join(["filler"] * 300)
 WRONG = "It is wrong to say this.\nIt keeps going wrong.\n" + FILLER + "\nEnd."
@@ -53,6 +54,7 @@ class Echo(BaseChatModel):
 
     reply: Callable[[str, dict[str, Any]], str]
     delay_s: float = 0.0005
+    streaming: bool = False  # as ChatOpenAI has: the middleware streams a copy with streaming=True
     prompts: list[str] = Field(default_factory=list)
 
     @property
@@ -125,7 +127,7 @@ SCENARIOS = [
 ]  # fmt: skip
 
 GUARD_MODES = ["invoke", "ainvoke", "stream", "astream_live", "astream_final", "astream_events", "batch", "abatch"]
-AGENT_MODES = ["agent_sync", "agent_async"]
+AGENT_MODES = ["agent_sync", "agent_async", "agent_stream_events_v3"]
 
 
 @dataclass
@@ -231,6 +233,12 @@ async def _run_agent(mode: str, s: Scenario, model: Echo) -> Outcome:
     inp = {"messages": [{"role": "user", "content": s.question}]}
     if mode == "agent_sync":
         state = await asyncio.to_thread(agent.invoke, inp)
+    elif mode == "agent_stream_events_v3":  # the newer content-block protocol (experimental in langgraph)
+        def v3() -> dict[str, Any]:
+            values = [e for e in agent.stream_events(inp, version="v3") if e["method"] == "values"]
+            return values[-1]["params"]["data"]  # type: ignore[no-any-return]
+
+        state = await asyncio.to_thread(v3)
     else:
         state = await agent.ainvoke(inp)
     assert mw.handler.active_runs == 0 and mw.handler.pending_tasks() == 0
@@ -452,3 +460,77 @@ async def test_broken_answers_are_never_accepted_without_a_policy() -> None:
     for result in (await guard.ainvoke("easy question?"), await asyncio.to_thread(guard.invoke, "easy question?")):
         assert not result.accepted and "generation failed: ConnectionError" in result.reason
         assert result.answer and "partial text kept" in result.reason
+
+
+# --------------------------------------------------------------------------- events where users look
+@pytest.mark.asyncio
+async def test_agent_events_reach_langgraph_custom_stream_sync_and_async() -> None:
+    from langchain.agents import create_agent
+
+    from finece_guard.runtime.middleware import FineCEMiddleware
+
+    s = SCENARIOS[0]  # abort
+    inp = {"messages": [{"role": "user", "content": s.question}]}
+
+    def agent() -> Any:
+        return create_agent(Echo(reply=s.reply), tools=[], middleware=[FineCEMiddleware(KeywordScorer(rule),
+                                                                                         policies=s.policies())])  # fmt: skip
+
+    sync_items = await asyncio.to_thread(lambda: list(agent().stream(inp, stream_mode="custom")))
+    async_items = [x async for x in agent().astream(inp, stream_mode="custom")]
+    for items in (sync_items, async_items):
+        events = [x["finece_guard"]["event"] for x in items if isinstance(x, dict) and "finece_guard" in x]
+        assert events.count("checkpoint") >= 2 and "decision" in events, events
+        decisions = [x["finece_guard"] for x in items if x.get("finece_guard", {}).get("event") == "decision"]
+        assert decisions[0]["action"] == "abort" and decisions[-1]["action"] == "reject"
+
+
+class ToolThenAnswer(BaseChatModel):
+    """Does not stream: first a tool call, then (after the tool ran) a text answer."""
+
+    answer: str = "The answer is right."
+    calls: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "tool-then-answer"
+
+    def bind_tools(self, tools: Any, **kw: Any) -> Any:
+        return self
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        self.calls += 1
+        if not any(getattr(m, "type", "") == "tool" for m in messages):
+            msg = AIMessage("", tool_calls=[{"name": "lookup", "args": {"q": "x"}, "id": "call-1"}])
+        else:
+            msg = AIMessage(self.answer)
+        return ChatResult(generations=[ChatGeneration(message=msg)])
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("answer,accepted", [("The answer is right.", True), ("This is wrong.", False)])
+async def test_agent_tool_turns_pass_through_and_an_unstreamed_answer_is_still_scored(answer: str,
+                                                                                      accepted: bool) -> None:
+    from langchain.agents import create_agent
+    from langchain_core.tools import tool
+
+    from finece_guard.runtime.middleware import FineCEMiddleware
+
+    @tool
+    def lookup(q: str) -> str:
+        """Look something up."""
+        return "found"
+
+    model = ToolThenAnswer(answer=answer)
+    mw = FineCEMiddleware(KeywordScorer(rule), policies=[RetryBelow(0.5, max_attempts=3), AcceptAbove(0.5)])
+    state = await create_agent(model, tools=[lookup], middleware=[mw]).ainvoke(
+        {"messages": [{"role": "user", "content": "easy question?"}]}
+    )
+    final = state["messages"][-1]
+    meta = final.response_metadata["finece_guard"]
+    assert meta["accepted"] is accepted and meta["confidence"] == pytest.approx(0.9 if accepted else 0.1)
+    # one tool turn (not retried) + the answer (retried up to 3 attempts only when it scores low)
+    assert model.calls == 1 + (1 if accepted else 3)
+    assert meta["attempts"] == (1 if accepted else 3)
