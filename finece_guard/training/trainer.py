@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from finece_guard import __version__
-from finece_guard.adapters import LORA_TARGETS, MANIFEST, AdapterManifest
+from finece_guard.adapters import LORA_TARGETS, MANIFEST, AdapterManifest, check_binding
 from finece_guard.backends.model_store import DEFAULT_MODEL_NAME, ensure_default_model, sha256_file, weights_sha256
 from finece_guard.data.construction import QuestionData, read_dataset
 from finece_guard.errors import ConfigError, MetricError, SetupError
@@ -122,6 +122,9 @@ class TrainConfig:
     group_by_length: bool = False
     #: bfloat16 autocast on CPU (needs avx512_bf16 / AMX to be fast); LoRA weights stay float32
     bf16: bool = False
+    #: warm start: continue training this FineCE adapter folder (same base model and rank) instead of a fresh LoRA;
+    #: the "before" dev metrics are then that adapter's, on the same dev states
+    init_adapter: str | None = None
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -701,11 +704,24 @@ def train_adapter(
 
     set_seed(cfg.seed)
     base_model = _load_model(base, device)
-    lora = LoraConfig(
-        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
-        target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM",
-    )  # fmt: skip
-    peft_model: Any = get_peft_model(base_model, lora)
+    init_info: dict[str, Any] | None = None
+    if cfg.init_adapter is not None:
+        init = Path(cfg.init_adapter).expanduser().resolve()
+        if not (init / MANIFEST).is_file():
+            raise ConfigError(f"--init-adapter {init} is not a FineCE adapter folder (no {MANIFEST})")
+        init_manifest = check_binding(init, base.name, base.sha256)
+        if init_manifest.rank != cfg.lora_rank:
+            raise ConfigError(f"--init-adapter {init} has LoRA rank {init_manifest.rank}; pass --lora-rank "
+                              f"{init_manifest.rank} to continue training it")  # fmt: skip
+        peft_model: Any = PeftModel.from_pretrained(base_model, str(init), is_trainable=True)
+        init_info = {"path": str(init), "sha256": sha256_file(init / "adapter_model.safetensors"),
+                     "note": init_manifest.note}  # fmt: skip
+    else:
+        lora = LoraConfig(
+            r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
+            target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM",
+        )  # fmt: skip
+        peft_model = get_peft_model(base_model, lora)
     digit_ids = torch.tensor(encoder.digit_ids, dtype=torch.long)
 
     def evaluate() -> dict[str, Any]:
@@ -761,7 +777,8 @@ def train_adapter(
         rank=cfg.lora_rank,
         alpha=cfg.lora_alpha,
         target_modules=LORA_TARGETS,
-        note=f"FineCE IFT adapter trained by finece-guard {__version__} on {len(train_q)} questions.",
+        note=f"FineCE IFT adapter trained by finece-guard {__version__} on {len(train_q)} questions"
+        + (f" (warm start from {init_info['path']})." if init_info else "."),
         extra={
             "library_version": __version__,
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -788,6 +805,8 @@ def train_adapter(
             "seconds_per_step": round(seconds_per_step, 4),
             "final_logged_loss": recorder.records[-1]["loss"] if recorder.records else None,
             "dev_metrics": {"before": dev_before, "after": dev_after},
+            "dev_metrics_before_is": "the --init-adapter" if init_info else "the untrained LoRA (= base model)",
+            "init_adapter": init_info,
         },
     )
     _write_adapter(peft_model, out, manifest, recorder.records, base.name)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from finece_guard.errors import ConfigError
 from finece_guard.training.examples import examples_from
 from finece_guard.training.forgery_check import forgery_pairs, forgery_shift
 from finece_guard.training.trainer import ScoreDataset, TrainConfig, _ScoreTrainer, train_adapter
@@ -77,3 +78,22 @@ def test_length_grouped_sampler_batches_similar_lengths(tmp_path: Path) -> None:
     batches = [order[i : i + 8] for i in range(0, 640, 8)]
     mixed = sum(len({len(items[j].input_ids) for j in b}) > 1 for b in batches)
     assert mixed <= 4  # 4 mega-batches sorted by length: at most one mixed batch each (random order: ~all 80)
+
+
+def test_warm_start_continues_the_given_adapter(
+    tiny_model_dir: Path,  # noqa: F811  (the fixture)
+    tmp_path: Path,
+) -> None:
+    data = [question(f"toy:toy/{i}", (0.9, 0.9, 0.9)) for i in range(24)]
+    path = write_jsonl(tmp_path / "toy.jsonl", data)
+    common = {"lr": 5e-3, "batch_size": 4, "dev_fraction": 0.25, "device": "cpu", "max_length": 1024}
+    first = train_adapter([path], tmp_path / "a1", model=tiny_model_dir, config=TrainConfig(max_steps=10, **common),
+                          home=tmp_path)  # fmt: skip
+    cfg = TrainConfig(max_steps=2, init_adapter=str(tmp_path / "a1"), **common)
+    second = train_adapter([path], tmp_path / "a2", model=tiny_model_dir, config=cfg, home=tmp_path)
+    # "before" of the warm start is the first adapter on the same dev states, not the untrained LoRA
+    assert second.dev_before["mean_prediction"] == pytest.approx(first.dev_after["mean_prediction"], abs=1e-4)
+    assert second.dev_before["mean_prediction"] != pytest.approx(first.dev_before["mean_prediction"], abs=1e-3)
+    wrong_rank = TrainConfig(max_steps=1, lora_rank=4, init_adapter=str(tmp_path / "a1"), **common)
+    with pytest.raises(ConfigError, match="rank"):
+        train_adapter([path], tmp_path / "a3", model=tiny_model_dir, home=tmp_path, config=wrong_rank)
