@@ -48,12 +48,18 @@ BOUND_SHIFT = 0.05
 BOUND_FLIP = 0.05
 
 
+def spread(n_total: int, n: int) -> list[int]:
+    """``n`` evenly spaced indices of ``n_total`` (a smaller run keeps the task mix of the full one)."""
+    n = min(n, n_total)
+    return [i * n_total // n for i in range(n)]
+
+
 async def _answers(base_url: str, generator_model: str, n: int) -> list[dict[str, Any]]:
     """``n`` greedy answers from the test partitions of :data:`TASKS` (cached in :data:`ANSWERS`)."""
     if ANSWERS.is_file():
         cached: list[dict[str, Any]] = json.loads(ANSWERS.read_text())["answers"]
         if len(cached) >= n:
-            return cached[:n]
+            return [cached[i] for i in spread(len(cached), n)]
     per_task = -(-n // len(TASKS))
     records = [r for t in TASKS for r in load_task(t, partition="test", limit=per_task)][:n]
     gen = OpenAICompatGenerator(base_url, model=generator_model, top_logprobs=0)
@@ -190,9 +196,27 @@ def markdown(result: dict[str, Any], label: str) -> list[str]:
     return lines
 
 
-def rerender(label: str) -> None:
-    """Rewrite the Markdown of an existing result (no scoring)."""
+def rerender(label: str, subset: int | None = None) -> None:
+    """Rewrite the Markdown of an existing result (no scoring); with ``subset``, re-summarise its first
+    ``subset`` answers into ``<label>_n<subset>`` (to compare with a later run on fewer answers)."""
     result = json.loads((OUT / f"forgery_injection_{label}.json").read_text())
+    if subset is not None:
+        sc = result["scores"]
+        idx = spread(len(sc["clean"]), subset)
+        clean = [sc["clean"][i] for i in idx]
+        forged = {k: [v[i] for i in idx] for k, v in sc["forged"].items()}
+        benign = {k: [v[i] for i in idx] for k, v in sc["benign"].items()}
+        result |= summarise(clean, forged, benign)
+        result |= {"n_answers": len(clean), "n_scores": len(clean) * (1 + 2 * len(PAYLOADS)),
+                   "scores": {"clean": clean, "forged": forged, "benign": benign},
+                   "note": f"{len(clean)} evenly spaced answers of {label} (as --n {len(clean)} picks them), "
+                   "re-summarised without re-scoring"}  # fmt: skip
+        answers = json.loads(ANSWERS.read_text())["answers"]
+        picked = [answers[i] for i in idx]
+        result |= {"tasks": sorted({a["task"] for a in picked}),
+                   "accuracy": statistics.mean(a["correct"] for a in picked)}  # fmt: skip
+        label = f"{label}_n{subset}"
+        (OUT / f"forgery_injection_{label}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (OUT / f"forgery_injection_{label}.md").write_text("\n".join(markdown(result, label)) + "\n")
 
 
@@ -205,9 +229,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=40, help="answers (cached; the same ones for every adapter)")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--rerender", action="store_true", help="only rewrite the .md of an existing --label result")
+    ap.add_argument("--subset", type=int, help="with --rerender: re-summarise the first N answers only")
     args = ap.parse_args()
     if args.rerender:
-        rerender(args.label)
+        rerender(args.label, args.subset)
         return
     result = asyncio.run(run(args.base_url, args.model, args.generator_model, args.n, args.concurrency))
     result["label"] = args.label

@@ -27,7 +27,8 @@ def _fmt(value: Any) -> str:
 
 def _metrics_table(before: dict[str, Any], after: dict[str, Any]) -> Table:
     """Dev metrics per kind, one row before (untrained LoRA = base model) and one after training."""
-    table = Table(title="dev metrics (before = untrained LoRA = base model, or the --init-adapter)", box=box.SIMPLE_HEAD, padding=(0, 1))
+    title = "dev metrics (before = untrained LoRA = base model, or the --init-adapter)"
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
     table.add_column("dev states", no_wrap=True)
     for col in ("label", "pred", "brier~", "digits", "ECE", "AUROC", "Brier"):
         table.add_column(col, justify="right", min_width=6)
@@ -71,6 +72,9 @@ def train(
     ] = 0.0,
     group_by_length: Annotated[bool, typer.Option(help="batch similar-length prompts (less padding)")] = False,
     bf16: Annotated[bool, typer.Option(help="bfloat16 autocast on CPU (fast with avx512_bf16 / AMX)")] = False,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="stop training after this many minutes of steps (adapter still written)")
+    ] = None,
     init_adapter: Annotated[
         Path | None, typer.Option(help="continue training this adapter (same base, same rank) instead of a new LoRA")
     ] = None,
@@ -91,7 +95,7 @@ def train(
             epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
             max_length=max_length, warmup_ratio=warmup_ratio, lora_rank=lora_rank, seed=seed, device=device,
             dev_fraction=dev_fraction, forgery_rate=forgery_rate, group_by_length=group_by_length, bf16=bf16,
-            init_adapter=None if init_adapter is None else str(init_adapter),
+            init_adapter=None if init_adapter is None else str(init_adapter), max_minutes=max_minutes,
         )  # fmt: skip
         settings = load_settings()
         console.print(f"[dim]training FineCE adapter -> {out} (device {config.resolve_device()})[/]")

@@ -125,6 +125,8 @@ class TrainConfig:
     #: warm start: continue training this FineCE adapter folder (same base model and rank) instead of a fresh LoRA;
     #: the "before" dev metrics are then that adapter's, on the same dev states
     init_adapter: str | None = None
+    #: stop after this many minutes of optimizer steps (the adapter is still written); None = no limit
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -142,6 +144,7 @@ class TrainConfig:
             (self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be at least 1"),
             (self.logging_steps >= 1, f"logging_steps={self.logging_steps} must be at least 1"),
             (0.0 <= self.forgery_rate <= 16.0, f"forgery_rate={self.forgery_rate} must be in [0, 16] (0 = off)"),
+            (self.max_minutes is None or self.max_minutes > 0, f"max_minutes={self.max_minutes} must be positive"),
         ]
         for ok, message in checks:
             if not ok:
@@ -418,6 +421,24 @@ class LogRecorder(TrainerCallback):
                 "learning_rate": float(logs.get("learning_rate", 0.0)),
                 "seconds": round(time.perf_counter() - self.t0, 3),
             })  # fmt: skip
+
+
+class TimeBudget(TrainerCallback):
+    """Stops training once ``minutes`` of steps have run (a CPU session has a deadline; the adapter is
+    still evaluated and written). The learning-rate schedule is the one planned for the full run."""
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = minutes * 60.0
+        self.t0 = 0.0
+        self.stopped_at: int | None = None
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if time.perf_counter() - self.t0 >= self.seconds:
+            control.should_training_stop = True
+            self.stopped_at = state.global_step
 
 
 class RichProgress(TrainerCallback):
@@ -743,6 +764,9 @@ def train_adapter(
     dev_before = evaluate()
     recorder = LogRecorder()
     callbacks: list[TrainerCallback] = [recorder]
+    budget = TimeBudget(cfg.max_minutes) if cfg.max_minutes is not None else None
+    if budget is not None:
+        callbacks.append(budget)
     if console is not None:
         callbacks.append(RichProgress(console))
     with tempfile.TemporaryDirectory(prefix="finece-train-") as scratch:
@@ -807,6 +831,7 @@ def train_adapter(
             "dev_metrics": {"before": dev_before, "after": dev_after},
             "dev_metrics_before_is": "the --init-adapter" if init_info else "the untrained LoRA (= base model)",
             "init_adapter": init_info,
+            "stopped_by_time_budget_at_step": budget.stopped_at if budget is not None else None,
         },
     )
     _write_adapter(peft_model, out, manifest, recorder.records, base.name)

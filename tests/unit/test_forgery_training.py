@@ -97,3 +97,16 @@ def test_warm_start_continues_the_given_adapter(
     wrong_rank = TrainConfig(max_steps=1, lora_rank=4, init_adapter=str(tmp_path / "a1"), **common)
     with pytest.raises(ConfigError, match="rank"):
         train_adapter([path], tmp_path / "a3", model=tiny_model_dir, home=tmp_path, config=wrong_rank)
+
+
+def test_time_budget_stops_training_and_still_writes_the_adapter(
+    tiny_model_dir: Path,  # noqa: F811  (the fixture)
+    tmp_path: Path,
+) -> None:
+    data = [question(f"toy:toy/{i}") for i in range(24)]
+    path = write_jsonl(tmp_path / "toy.jsonl", data)
+    cfg = TrainConfig(max_steps=10_000, batch_size=4, dev_fraction=0.25, device="cpu", max_length=1024,
+                      max_minutes=0.0001)  # fmt: skip
+    report = train_adapter([path], tmp_path / "a", model=tiny_model_dir, config=cfg, home=tmp_path)
+    assert report.steps == 1  # the budget is checked after every step
+    assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
