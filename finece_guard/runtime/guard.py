@@ -51,7 +51,6 @@ import contextvars
 import math
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, adispatch_custom_event
@@ -72,16 +71,8 @@ from finece_guard.runtime.handler import FineCECallbackHandler
 from finece_guard.runtime.policies.accept import DEFAULT_FALLBACK, AcceptAbove
 from finece_guard.runtime.policies.base import Action, Decision, Policy
 from finece_guard.runtime.policies.compose import Budget
-from finece_guard.runtime.session import (
-    Attempt,
-    AttemptRequest,
-    GuardedSession,
-    ScorerErrorMode,
-    SessionOutcome,
-)
+from finece_guard.runtime.session import Attempt, AttemptRequest, GuardedSession, GuardTrace, ScorerErrorMode
 from finece_guard.runtime.text import (
-    QUESTION_KEY,
-    SESSION_KEY,
     message_text,
     passages_head,
     question_of_messages,
@@ -92,49 +83,6 @@ from finece_guard.sync_bridge import iterate_sync, run_sync
 StreamMode = str
 
 __all__ = ["Attempt", "FineCEGuard", "GuardResult", "GuardTrace"]
-
-
-@dataclass(frozen=True)
-class GuardTrace:
-    """Everything a guarded run did: attempts, decisions, retrievals, tokens, verdict."""
-
-    question: str
-    attempts: tuple[Attempt, ...]
-    kept: int
-    verdict: Decision
-    decisions: tuple[Decision, ...]
-    refused: tuple[str, ...] = ()
-    scoring_failed: bool = False
-    scoring_errors: tuple[str, ...] = ()
-    seconds: float = 0.0
-
-    @property
-    def tokens_generated(self) -> int:
-        return sum(a.trace.n_tokens for a in self.attempts)
-
-    @property
-    def retrieved_ids(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(i for a in self.attempts for i in a.retrieved_ids))
-
-    @property
-    def lookahead_cost(self) -> dict[str, float]:
-        """Extra generation spent on look-ahead confirmations: tokens, requests, seconds."""
-        out = {"tokens": 0.0, "requests": 0.0, "seconds": 0.0}
-        for a in self.attempts:
-            for k, v in (a.trace.meta.get("lookahead_cost") or {}).items():
-                out[k] = out.get(k, 0.0) + float(v)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        import dataclasses
-
-        data = dataclasses.asdict(self)
-        for a in data["attempts"]:
-            a.pop("payload", None)
-        data["tokens_generated"] = self.tokens_generated
-        data["retrieved_ids"] = list(self.retrieved_ids)
-        data["lookahead_cost"] = self.lookahead_cost
-        return data
 
 
 class GuardResult(AIMessage):
@@ -384,18 +332,8 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
 
     # -------------------------------------------------------------------- core
     def _attempt_config(self, config: RunnableConfig, request: AttemptRequest) -> RunnableConfig:
-        run_config = patch_config(config, run_name=f"attempt {request.number}")
-        inner_callbacks = config.get("callbacks")
-        if inner_callbacks is None or isinstance(inner_callbacks, list):
-            run_config["callbacks"] = [*(inner_callbacks or []), self.handler]
-        else:
-            manager = inner_callbacks.copy()
-            manager.add_handler(self.handler, inherit=True)
-            run_config["callbacks"] = manager
-        run_config["metadata"] = {
-            **(config.get("metadata") or {}), SESSION_KEY: request.session, QUESTION_KEY: request.scored_question,
-        }  # fmt: skip
-        return run_config
+        named = patch_config(config, run_name=f"attempt {request.number}")
+        return self.handler.config_for(named, request.session, request.scored_question)
 
     def _attempts(self, input: Any, config: RunnableConfig, sync_model: bool) -> Callable[..., AsyncIterator[Any]]:
         async def attempt(request: AttemptRequest) -> AsyncIterator[tuple[str, Any]]:
@@ -429,19 +367,14 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
         async with contextlib.aclosing(session.run(question, self._attempts(input, config, sync_model))) as events:
             async for kind, item, number in events:
                 if kind == "outcome":
-                    result = self._result(cast(SessionOutcome, item))
+                    result = self._result(cast(GuardTrace, item))
                     await self._finish_events(result, emit)
                     yield ("result", result, 0)
                 else:
                     yield (kind, item, number)
 
-    def _result(self, outcome: SessionOutcome) -> GuardResult:
-        kept, verdict = outcome.kept, outcome.verdict
-        gt = GuardTrace(
-            question=outcome.question, attempts=outcome.attempts, kept=kept.number, verdict=verdict,
-            decisions=outcome.decisions, refused=outcome.refused, scoring_failed=outcome.scoring_failed,
-            scoring_errors=outcome.scoring_errors, seconds=outcome.seconds,
-        )  # fmt: skip
+    def _result(self, gt: GuardTrace) -> GuardResult:
+        kept, verdict = gt.kept_attempt, gt.verdict
         accepted = verdict.action is Action.ACCEPT
         # a stopped answer reports its last scored state; a finished one only its final state
         confidence = kept.trace.final_confidence if kept.aborted is not None else kept.confidence
@@ -450,9 +383,9 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
         refined = sum(values) / len(values) if len(values) >= 2 else None
         summary = {
             "accepted": accepted, "confidence": confidence, "refined_confidence": refined,
-            "reason": verdict.reason, "attempts": len(outcome.attempts), "kept": kept.number,
+            "reason": verdict.reason, "attempts": len(gt.attempts), "kept": kept.number,
             "tokens_generated": gt.tokens_generated, "retrieved_ids": list(gt.retrieved_ids),
-            "scoring_failed": outcome.scoring_failed, "finish_reason": kept.trace.finish_reason,
+            "scoring_failed": gt.scoring_failed, "finish_reason": kept.trace.finish_reason,
             "lookahead_cost": gt.lookahead_cost,
         }  # fmt: skip
         return GuardResult(

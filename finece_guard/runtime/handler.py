@@ -1,4 +1,4 @@
-"""The LangChain callback handler: FineCE scoring beside any streaming chat model, and the one in-stream decider.
+"""The LangChain callback handler: FineCE scoring beside any streaming chat model; carries out in-stream decisions.
 
 Attach :class:`FineCECallbackHandler` to a chat model that streams from an OpenAI-compatible
 endpoint with logprobs (``ChatOpenAI(base_url=..., logprobs=True, top_logprobs=5)``) or to any
@@ -7,17 +7,16 @@ keyed by the run's ``run_id`` (one handler serves any number of concurrent runs 
 cross-talk), feeds it every streamed token with its logprobs, and lets the monitor score
 checkpoints as tasks **beside** the stream: a token callback never waits for the scorer.
 
-**One decider.** When a score arrives, this handler — and nothing else — asks the in-stream
-policies (:func:`~finece_guard.runtime.policies.compose.decide_in_stream`). A decision that wants
-confirmation (``confirm=LookAhead(...)``) first runs look-ahead BCI on the current prefix while
-generation goes on, and the policies decide again on the integrated value. A decision that
-stops the stream (abort, early retrieval) is raised as
-:class:`~finece_guard.errors.GenerationAborted` from the *next* token callback, whatever the mode
-(``invoke``, ``stream``, ``astream``, ``astream_events``, agents): ``raise_error = True`` makes
-LangChain propagate it, which closes the HTTP stream and so cancels the request inside vLLM. The
-run's trace then says ``finish_reason="aborted"`` and is never labelled a finished answer.
-Everyone else (the guard, the middleware, event streams) only *reports* what was decided: each
-decision and scored checkpoint is put on the session's event queue.
+**One decider.** When a score arrives, the handler hands it to its
+:class:`~finece_guard.runtime.decider.InStreamDecider` — the one component that decides while an
+answer streams (confirming by look-ahead BCI when a policy asks). A decision that stops the
+stream (abort, early retrieval) is raised as :class:`~finece_guard.errors.GenerationAborted` from
+the *next* token callback, whatever the mode (``invoke``, ``stream``, ``astream``,
+``astream_events``, agents): ``raise_error = True`` makes LangChain propagate it, which closes the
+HTTP stream and so cancels the request inside vLLM. The run's trace then says
+``finish_reason="aborted"`` and is never labelled a finished answer. Everyone else (the guard,
+the middleware, event streams) only *reports* what was decided: each decision and scored
+checkpoint is put on the session's event queue.
 
 Sync and async: the handler runs *inline* (``run_inline = True``); a run's state lives on one
 event loop — the guard session's loop, else the caller's running loop, else the package's one
@@ -38,32 +37,24 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import patch_config
 
 from finece_guard.backends.base import BaseScorer
 from finece_guard.errors import ConfigError, GenerationAborted
-from finece_guard.runtime.bci import ContinuationSampler, LookAhead, look_ahead
+from finece_guard.runtime.bci import ContinuationSampler, LookAhead
 from finece_guard.runtime.checkpoints import CheckpointStrategy
+from finece_guard.runtime.decider import HandlerEvent, InStreamDecider, RunState, SessionBudget
 from finece_guard.runtime.monitor import RunMonitor
-from finece_guard.runtime.policies.base import Action, Decision, Policy, PolicyView
-from finece_guard.runtime.policies.compose import Budget, decide_in_stream
+from finece_guard.runtime.policies.base import Decision, Policy
+from finece_guard.runtime.policies.compose import Budget
 from finece_guard.runtime.text import QUESTION_KEY, SESSION_KEY, chunk_token_events, question_of_messages
 from finece_guard.sync_bridge import bridge_loop, call_on
 from finece_guard.types import ScoredCheckpoint, Trace
 
 T = TypeVar("T")
-HandlerEvent = ScoredCheckpoint | Decision
 
-__all__ = ["QUESTION_KEY", "SESSION_KEY", "FineCECallbackHandler", "HandlerEvent", "SessionBudget"]
-
-
-@dataclass(frozen=True)
-class SessionBudget:
-    """What a guarded session has spent before this attempt (the in-stream decider's budget view)."""
-
-    attempt: int = 1
-    retrievals_used: int = 0
-    tokens_before: int = 0
-    can_retrieve: bool = False
+__all__ = ["QUESTION_KEY", "SESSION_KEY", "FineCECallbackHandler", "HandlerEvent", "SessionBudget"]  # re-exported
 
 
 @dataclass
@@ -73,22 +64,6 @@ class _Session:
     events: asyncio.Queue[HandlerEvent] = field(default_factory=asyncio.Queue)
     runs: list[UUID] = field(default_factory=list)
     stop: Decision | None = None  # set by the owner (e.g. the caller stopped): raised at the next token
-
-
-@dataclass
-class _Run:
-    monitor: RunMonitor
-    session: str | None
-    loop: asyncio.AbstractEventLoop
-    scored: dict[int, ScoredCheckpoint] = field(default_factory=dict)
-    refined: dict[int, float] = field(default_factory=dict)
-    decisions: list[Decision] = field(default_factory=list)
-    lookaheads: list[dict[str, Any]] = field(default_factory=list)
-    stop: Decision | None = None  # the in-stream decision that stops the stream (set once)
-    raised: bool = False
-    ended: bool = False
-    confirming: asyncio.Task[None] | None = None
-    finish: asyncio.Task[Trace] | None = None
 
 
 class FineCECallbackHandler(BaseCallbackHandler):
@@ -143,7 +118,11 @@ class FineCECallbackHandler(BaseCallbackHandler):
         self.deadline_s = float(deadline_s)
         self.score_question = score_question
         self.max_kept = max_kept
-        self._runs: dict[UUID, _Run] = {}
+        self.decider = InStreamDecider(
+            self.policies, self.budget, scorer=scorer, sampler=sampler, alpha=alpha, emit=self._emit,
+            budget_of=self._budget,
+        )  # fmt: skip
+        self._runs: dict[UUID, RunState] = {}
         self._sessions: dict[str, _Session] = {}
         self._traces: OrderedDict[UUID, Trace] = OrderedDict()
 
@@ -153,6 +132,22 @@ class FineCECallbackHandler(BaseCallbackHandler):
         state = _Session(asyncio.get_running_loop(), budget or SessionBudget())
         self._sessions[session] = state
         return state.events
+
+    def config_for(self, config: RunnableConfig, session: str, question: str) -> RunnableConfig:
+        """``config`` with this handler attached (inherited by every model run inside) and the session tagged.
+
+        ``question`` is what the scorer is asked about (the question, with any retrieved passages).
+        """
+        out = patch_config(config)
+        callbacks = config.get("callbacks")
+        if callbacks is None or isinstance(callbacks, list):
+            out["callbacks"] = [*(callbacks or []), self]
+        else:
+            manager = callbacks.copy()
+            manager.add_handler(self, inherit=True)
+            out["callbacks"] = manager
+        out["metadata"] = {**(config.get("metadata") or {}), SESSION_KEY: session, QUESTION_KEY: question}
+        return out
 
     def stop_session(self, session: str, decision: Decision) -> None:
         """Ask the session's runs to stop at their next token (raised as GenerationAborted). Thread-safe."""
@@ -172,7 +167,7 @@ class FineCECallbackHandler(BaseCallbackHandler):
                 continue
             await self._cancel_run(run)
 
-    async def _cancel_run(self, run: _Run) -> None:
+    async def _cancel_run(self, run: RunState) -> None:
         run.ended = True
         tasks = [t for t in (run.confirming, run.finish) if t is not None and not t.done()]
         for task in tasks:
@@ -205,101 +200,14 @@ class FineCECallbackHandler(BaseCallbackHandler):
         except RuntimeError:
             return bridge_loop()
 
-    def _emit(self, run: _Run, event: HandlerEvent) -> None:
+    def _emit(self, run: RunState, event: HandlerEvent) -> None:
         state = self._sessions.get(run.session) if run.session else None
         if state is not None:
             state.events.put_nowait(event)
 
-    # ------------------------------------------------------------------ decider
-    def _view(self, run: _Run) -> PolicyView:
-        scored = [run.scored[p] for p in sorted(run.scored)]
+    def _budget(self, run: RunState) -> SessionBudget:
         state = self._sessions.get(run.session) if run.session else None
-        budget = state.budget if state else SessionBudget()
-        return PolicyView(
-            question=run.monitor.question, text=run.monitor.text, n_tokens=len(run.monitor.tokens),
-            checkpoints=tuple(scored), raw=tuple(sc.score.value if sc.score else None for sc in scored),
-            refined=tuple(run.refined.get(sc.checkpoint.position) for sc in scored), phase="checkpoint",
-            attempt=budget.attempt, attempts_used=budget.attempt, retrievals_used=budget.retrievals_used,
-        )  # fmt: skip
-
-    def _on_scored(self, run: _Run, sc: ScoredCheckpoint) -> None:
-        """A score arrived (on the run's loop): record it, report it, and decide."""
-        run.scored[sc.checkpoint.position] = sc
-        self._emit(run, sc)
-        self._decide(run)
-
-    def _decide(self, run: _Run) -> None:
-        if run.stop is not None or run.ended or run.confirming is not None or not self.policies:
-            return
-        state = self._sessions.get(run.session) if run.session else None
-        budget = state.budget if state else SessionBudget()
-        decision, _ = decide_in_stream(
-            self.policies, self._view(run), self.budget,
-            tokens_used=budget.tokens_before + len(run.monitor.tokens), can_retrieve=budget.can_retrieve,
-        )  # fmt: skip
-        if not decision.acts:
-            return
-        if decision.confirm is not None and self.sampler is not None:
-            run.confirming = run.loop.create_task(self._confirm(run, decision, decision.confirm))
-            return
-        self._act(run, decision)
-
-    def _act(self, run: _Run, decision: Decision) -> None:
-        run.stop = decision
-        run.decisions.append(decision)
-        self._emit(run, decision)
-
-    async def _confirm(self, run: _Run, decision: Decision, spec: LookAhead) -> None:
-        """Look-ahead BCI at the decision's checkpoint, then decide again on the integrated value."""
-        position = int(decision.params.get("checkpoint", -1))
-        sc = run.scored.get(position)
-        assert self.sampler is not None
-        try:
-            if sc is None or sc.score is None:
-                raise ValueError(f"checkpoint #{position} has no score to confirm")
-            result = await look_ahead(
-                run.monitor.question, sc.checkpoint.answer_prefix, sc.score.value, sampler=self.sampler,
-                scorer=self.scorer, width=spec.width, depth=spec.depth,
-                alpha=self.alpha if spec.alpha is None else spec.alpha, max_tokens_per_step=spec.max_tokens_per_step,
-            )  # fmt: skip
-        except asyncio.CancelledError:
-            run.lookaheads.append({"checkpoint": position, "policy": decision.policy, "cancelled": True,
-                                   "reason": "the answer ended before the confirmation finished"})  # fmt: skip
-            raise
-        except Exception as exc:  # a failed confirmation never acts: the decision stays unconfirmed
-            note = f"look-ahead failed ({type(exc).__name__}: {exc}); {decision.policy} not carried out"
-            run.lookaheads.append({"checkpoint": position, "policy": decision.policy, "error": note})
-            overturned = Decision(Action.CONTINUE, note, decision.policy, decision.score)
-            run.decisions.append(overturned)
-            self._emit(run, overturned)
-            run.confirming = None
-            return
-        cost = {"checkpoint": position, "policy": decision.policy, **result.to_dict()}
-        run.lookaheads.append(cost)
-        run.refined[position] = result.value
-        run.confirming = None
-        if run.ended:
-            return
-        state = self._sessions.get(run.session) if run.session else None
-        budget = state.budget if state else SessionBudget()
-        again, _ = decide_in_stream(
-            self.policies, self._view(run), self.budget,
-            tokens_used=budget.tokens_before + len(run.monitor.tokens), can_retrieve=budget.can_retrieve,
-        )  # fmt: skip
-        lookahead = {k: v for k, v in cost.items() if k != "continuations"}
-        if again.acts and again.confirm is None:
-            self._act(run, dataclasses.replace(again, params={**again.params, "lookahead": lookahead}))
-            return
-        verdict = Decision(
-            Action.CONTINUE,
-            f"look-ahead overturned {decision.policy}: confidence {result.raw:.3f} -> {result.value:.3f} "
-            f"at checkpoint #{position}",
-            decision.policy, result.value, {"checkpoint": position, "lookahead": lookahead},
-        )  # fmt: skip
-        run.decisions.append(verdict)
-        self._emit(run, verdict)
-        if again.acts:  # a newer checkpoint wants its own confirmation
-            self._decide(run)
+        return state.budget if state else SessionBudget()
 
     # ---------------------------------------------------------------- callbacks
     def _start(self, run_id: UUID, question: str | None, metadata: dict[str, Any] | None) -> None:
@@ -311,16 +219,16 @@ class FineCECallbackHandler(BaseCallbackHandler):
         loop = self._loop_for(session)
 
         def create() -> None:
-            run: _Run
+            run: RunState
 
             def scored(sc: ScoredCheckpoint) -> None:
-                self._on_scored(run, sc)
+                self.decider.on_scored(run, sc)
 
             monitor = RunMonitor(
                 q, self.scorer, self.strategy, alpha=self.alpha, window=self.window,
                 score_question=self.score_question, deadline_s=self.deadline_s, on_scored=scored,
             )  # fmt: skip
-            run = _Run(monitor, session, loop)
+            run = RunState(monitor, session, loop)
             self._runs[run_id] = run
             state = self._sessions.get(session) if session else None
             if state is not None:
@@ -414,7 +322,7 @@ class FineCECallbackHandler(BaseCallbackHandler):
         if decision is not None:
             raise GenerationAborted(decision, run_id)
 
-    def _stop_of(self, run: _Run) -> Decision | None:
+    def _stop_of(self, run: RunState) -> Decision | None:
         if run.stop is not None:
             return run.stop
         state = self._sessions.get(run.session) if run.session else None
@@ -439,7 +347,7 @@ class FineCECallbackHandler(BaseCallbackHandler):
 
         call_on(run.loop, schedule)
 
-    async def _finish(self, run_id: UUID, run: _Run, finished: bool, reason: str | None, score_last: bool) -> Trace:
+    async def _finish(self, run_id: UUID, run: RunState, finished: bool, reason: str | None, score_last: bool) -> Trace:
         if run.confirming is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await run.confirming

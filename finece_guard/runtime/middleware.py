@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables.config import patch_config, var_child_runnable_config
+from langchain_core.runnables.config import var_child_runnable_config
 
 from finece_guard.backends.base import BaseScorer
 from finece_guard.errors import SetupError
@@ -39,8 +39,8 @@ from finece_guard.runtime.handler import FineCECallbackHandler
 from finece_guard.runtime.policies.accept import DEFAULT_FALLBACK
 from finece_guard.runtime.policies.base import Action, Policy
 from finece_guard.runtime.policies.compose import Budget
-from finece_guard.runtime.session import AttemptRequest, GuardedSession, SessionOutcome
-from finece_guard.runtime.text import QUESTION_KEY, SESSION_KEY, message_text, question_of_messages, with_passages
+from finece_guard.runtime.session import AttemptRequest, GuardedSession, GuardTrace
+from finece_guard.runtime.text import message_text, question_of_messages, with_passages
 from finece_guard.sync_bridge import run_sync
 
 try:
@@ -114,15 +114,7 @@ class FineCEMiddleware(AgentMiddleware):
     def _context(self, request: AttemptRequest) -> contextvars.Context:
         """A copy of the node's context whose run config adds the handler and the session's metadata."""
         parent = var_child_runnable_config.get() or {}
-        callbacks = parent.get("callbacks")
-        if callbacks is None or isinstance(callbacks, list):
-            handlers: Any = [*(callbacks or []), self.handler]
-        else:
-            handlers = callbacks.copy()
-            handlers.add_handler(self.handler, inherit=True)
-        cfg = patch_config(parent, callbacks=handlers)
-        cfg["metadata"] = {**(parent.get("metadata") or {}), SESSION_KEY: request.session,
-                           QUESTION_KEY: request.scored_question}  # fmt: skip
+        cfg = self.handler.config_for(parent, request.session, request.scored_question)
         ctx = contextvars.copy_context()
         ctx.run(var_child_runnable_config.set, cfg)
         return ctx
@@ -153,8 +145,8 @@ class FineCEMiddleware(AgentMiddleware):
             on_scorer_error=self.on_scorer_error, emit=emit,
         )  # fmt: skip
 
-    def _finish(self, outcome: SessionOutcome) -> ModelResponse:
-        kept, verdict = outcome.kept, outcome.verdict
+    def _finish(self, outcome: GuardTrace) -> ModelResponse:
+        kept, verdict = outcome.kept_attempt, outcome.verdict
         accepted = verdict.action is Action.ACCEPT
         answered = [a for a in outcome.attempts if a.payload is not None and _answer_message(a.payload) is not None]
         source = kept if kept.payload is not None else answered[-1] if answered else None
@@ -180,8 +172,9 @@ class FineCEMiddleware(AgentMiddleware):
         return ModelResponse(result=result, structured_response=source.payload.structured_response)
 
     @staticmethod
-    def _is_tool_step(outcome: SessionOutcome) -> bool:
-        return outcome.kept.payload is not None and _kind(outcome.kept.payload) == "passthrough"
+    def _is_tool_step(outcome: GuardTrace) -> bool:
+        kept = outcome.kept_attempt
+        return kept.payload is not None and _kind(kept.payload) == "passthrough"
 
     # -------------------------------------------------------------- async path
     async def awrap_model_call(
@@ -209,14 +202,14 @@ class FineCEMiddleware(AgentMiddleware):
     async def _run(self, request: ModelRequest, attempt: Any) -> ModelResponse:
         question = question_of_messages(request.messages)
         session = self._session(_writer())
-        outcome: SessionOutcome | None = None
+        outcome: GuardTrace | None = None
         async with contextlib.aclosing(session.run(question, attempt)) as events:
             async for kind, item, _ in events:
                 if kind == "outcome":
                     outcome = item
         assert outcome is not None
-        if self._is_tool_step(outcome) and outcome.kept.payload is not None:
-            return outcome.kept.payload  # type: ignore[no-any-return]
+        if self._is_tool_step(outcome):
+            return outcome.kept_attempt.payload  # type: ignore[no-any-return]
         return self._finish(outcome)
 
     # --------------------------------------------------------------- sync path

@@ -96,19 +96,49 @@ class AttemptRequest:
 
 
 @dataclass(frozen=True)
-class SessionOutcome:
-    """Everything a guarded call did, for the front end to present."""
+class GuardTrace:
+    """Everything a guarded call did: attempts, decisions, retrievals, tokens, verdict."""
 
     question: str
     attempts: tuple[Attempt, ...]
-    kept: Attempt
+    kept: int
     verdict: Decision
     decisions: tuple[Decision, ...]
-    refused: tuple[str, ...]
-    scoring_failed: bool
-    scoring_errors: tuple[str, ...]
-    seconds: float
-    question_score: ScoredCheckpoint | None = None
+    refused: tuple[str, ...] = ()
+    scoring_failed: bool = False
+    scoring_errors: tuple[str, ...] = ()
+    seconds: float = 0.0
+    question_score: ScoredCheckpoint | None = None  # the pre-generation score of RetrieveBelow(early=True)
+
+    @property
+    def kept_attempt(self) -> Attempt:
+        return self.attempts[self.kept - 1]
+
+    @property
+    def tokens_generated(self) -> int:
+        return sum(a.trace.n_tokens for a in self.attempts)
+
+    @property
+    def retrieved_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(i for a in self.attempts for i in a.retrieved_ids))
+
+    @property
+    def lookahead_cost(self) -> dict[str, float]:
+        """Extra generation spent on look-ahead confirmations: tokens, requests, seconds."""
+        out = {"tokens": 0.0, "requests": 0.0, "seconds": 0.0}
+        for a in self.attempts:
+            for k, v in (a.trace.meta.get("lookahead_cost") or {}).items():
+                out[k] = out.get(k, 0.0) + float(v)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for a in data["attempts"]:
+            a.pop("payload", None)
+        data["tokens_generated"] = self.tokens_generated
+        data["retrieved_ids"] = list(self.retrieved_ids)
+        data["lookahead_cost"] = self.lookahead_cost
+        return data
 
 
 #: An attempt streams ``("token", (chunk, text))`` items and may end with one ``("payload", value)``, or
@@ -195,7 +225,7 @@ class GuardedSession:
         return await self._retrieve(decision, question), sc
 
     async def run(self, question: str, attempt_fn: AttemptFn) -> AsyncGenerator[tuple[str, Any, int], None]:
-        """Yields ``("token", chunk, n)``, ``("restart", reason, n)`` and last ``("outcome", SessionOutcome, 0)``."""
+        """Yields ``("token", chunk, n)``, ``("restart", reason, n)`` and last ``("outcome", GuardTrace, 0)``."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         attempts: list[Attempt] = []
@@ -274,7 +304,7 @@ class GuardedSession:
             await self.emit("finece_restart", {"attempt": number + 1, "reason": nxt.reason})
             yield ("restart", nxt.reason, number + 1)
         outcome = self._outcome(question, attempts, decisions, refused, retrievals, loop.time() - t0, question_score)
-        await self.emit("finece_decision", {"attempt": outcome.kept.number, "verdict": True,
+        await self.emit("finece_decision", {"attempt": outcome.kept, "verdict": True,
                                             **dataclasses.asdict(outcome.verdict)})  # fmt: skip
         yield ("outcome", outcome, 0)
 
@@ -314,13 +344,14 @@ class GuardedSession:
         retrievals: int,
         seconds: float,
         question_score: ScoredCheckpoint | None,
-    ) -> SessionOutcome:
+    ) -> GuardTrace:
         kept = kept_attempt(attempts, confidence=lambda a: a.confidence, context=lambda a: a.retrieved_ids)
         errors = tuple(sc.error for a in attempts for sc in a.trace.checkpoints if sc.error)
         final_missing = not kept.trace.checkpoints or kept.trace.checkpoints[-1].score is None
         scoring_failed = final_missing and not kept.broken
         if kept.aborted is not None:
-            why = f"stopped in-stream and not regenerated: {kept.aborted.reason}"
+            how = "aborted" if kept.aborted.action is Action.ABORT else f"stopped ({kept.aborted.action.value})"
+            why = f"{how} in-stream and not regenerated: {kept.aborted.reason}"
             verdict = Decision(Action.REJECT, why, kept.aborted.policy, kept.aborted.score)
         elif kept.error is not None:
             kept_text = f" ({len(kept.trace.answer)} characters of partial text kept)" if kept.trace.answer else ""
@@ -332,8 +363,8 @@ class GuardedSession:
         else:
             verdict = decide_verdict(self.policies, self.view(kept.trace, kept.number, retrievals, False))
         decisions.append(verdict)
-        return SessionOutcome(
-            question=question, attempts=tuple(attempts), kept=kept, verdict=verdict, decisions=tuple(decisions),
+        return GuardTrace(
+            question=question, attempts=tuple(attempts), kept=kept.number, verdict=verdict, decisions=tuple(decisions),
             refused=tuple(refused), scoring_failed=scoring_failed, scoring_errors=errors, seconds=seconds,
             question_score=question_score,
         )  # fmt: skip

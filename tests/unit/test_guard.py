@@ -7,69 +7,30 @@ deadline, concurrency, events, sync wrappers, LCEL) is checked deterministically
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
-from pydantic import Field
 
 from finece_guard.errors import ConfigError, GenerationAborted
 from finece_guard.runtime.guard import FineCEGuard, GuardResult
 from finece_guard.runtime.handler import FineCECallbackHandler
 from finece_guard.runtime.policies import AbortBelow, AcceptAbove, Action, RetrieveBelow, RetryBelow
-from finece_guard.testing import KeywordScorer
+from finece_guard.testing import EchoChatModel, KeywordScorer
 from finece_guard.types import CheckpointKind
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-class EchoModel(BaseChatModel):
-    """Streams ``reply(prompt_text, kwargs)`` word by word; records the sampling kwargs it saw."""
-
-    reply: Callable[[str, dict[str, Any]], str]
-    seen: list[dict[str, Any]] = Field(default_factory=list)
-    prompts: list[str] = Field(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "echo"
-
-    def _text(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> str:
-        prompt = str(messages[-1].content)
-        self.seen.append(dict(kwargs))
-        self.prompts.append(prompt)
-        return self.reply(prompt, kwargs)
-
-    def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(self._text(messages, kw)))])
-
-    def _stream(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> Iterator[ChatGenerationChunk]:
-        for tok in re.split(r"(\s)", self._text(messages, kw)):
-            if tok:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=tok))
-
-    async def _astream(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        for tok in re.split(r"(\s)", self._text(messages, kw)):
-            if tok:
-                await asyncio.sleep(0.001)
-                yield ChatGenerationChunk(message=AIMessageChunk(content=tok))
+def EchoModel(**kw: Any) -> EchoChatModel:
+    return EchoChatModel(delay_s=0.0, **kw)
 
 
 class ListRetriever(BaseRetriever):

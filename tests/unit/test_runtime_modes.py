@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +19,9 @@ import pytest
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.retrievers import BaseRetriever
-from pydantic import Field
 
 from finece_guard.runtime.bci import LookAhead, integrate_paths
 from finece_guard.runtime.guard import FineCEGuard, GuardResult
@@ -37,7 +35,7 @@ from finece_guard.runtime.policies import (
     RetryBelow,
 )
 from finece_guard.sync_bridge import bridge_loop
-from finece_guard.testing import KeywordScorer
+from finece_guard.testing import EchoChatModel, KeywordScorer
 from finece_guard.types import CheckpointKind
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -49,45 +47,7 @@ RIGHT = "The answer is right.\nIt is right indeed."
 PASSAGE = "Gold has the chemical symbol Au."
 
 
-class Echo(BaseChatModel):
-    """Streams ``reply(prompt, kwargs)`` word by word (sync and async)."""
-
-    reply: Callable[[str, dict[str, Any]], str]
-    delay_s: float = 0.0005
-    streaming: bool = False  # as ChatOpenAI has: the middleware streams a copy with streaming=True
-    prompts: list[str] = Field(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "echo"
-
-    def _text(self, messages: list[BaseMessage], kw: dict[str, Any]) -> str:
-        prompt = str(messages[-1].content)
-        self.prompts.append(prompt)
-        return self.reply(prompt, kw)
-
-    def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(self._text(messages, kw)))])
-
-    def _stream(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> Iterator[ChatGenerationChunk]:
-        import time
-
-        for tok in re.split(r"(\s)", self._text(messages, kw)):
-            if tok:
-                time.sleep(self.delay_s)
-                yield ChatGenerationChunk(message=AIMessageChunk(content=tok))
-
-    async def _astream(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        for tok in re.split(r"(\s)", self._text(messages, kw)):
-            if tok:
-                await asyncio.sleep(self.delay_s)
-                yield ChatGenerationChunk(message=AIMessageChunk(content=tok))
+Echo = EchoChatModel
 
 
 class Fixed(BaseRetriever):
@@ -473,8 +433,8 @@ async def test_agent_events_reach_langgraph_custom_stream_sync_and_async() -> No
     inp = {"messages": [{"role": "user", "content": s.question}]}
 
     def agent() -> Any:
-        return create_agent(Echo(reply=s.reply), tools=[], middleware=[FineCEMiddleware(KeywordScorer(rule),
-                                                                                         policies=s.policies())])  # fmt: skip
+        middleware = FineCEMiddleware(KeywordScorer(rule), policies=s.policies())
+        return create_agent(Echo(reply=s.reply), tools=[], middleware=[middleware])
 
     sync_items = await asyncio.to_thread(lambda: list(agent().stream(inp, stream_mode="custom")))
     async_items = [x async for x in agent().astream(inp, stream_mode="custom")]

@@ -1,0 +1,220 @@
+"""One decision path in every mode, on the REAL vLLM server: abort and reject through every entry point.
+
+The guard's ``invoke``, ``ainvoke``, ``stream``, ``astream`` (live and final), ``astream_events``,
+``batch``, ``abatch`` and the ``create_agent`` middleware (sync and async) run the same scenario
+against the real server. An abort must close the stream in every mode, checked against vLLM's
+own generated-token counter; the decisions and the verdict must be the same everywhere.
+Mixing ``invoke`` and ``ainvoke`` in one process is checked in a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import pytest
+from langchain_openai import ChatOpenAI
+
+from finece_guard import OpenAICompatScorer, Periodic
+from finece_guard.config import DEFAULT_GENERATOR
+from finece_guard.runtime.guard import FineCEGuard, GuardResult
+from finece_guard.runtime.policies import AbortBelow, AcceptAbove
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+MODES = ["invoke", "ainvoke", "stream", "astream_live", "astream_final", "astream_events", "batch", "abatch",
+         "agent_sync", "agent_async"]  # fmt: skip
+STORY = "Write a long story about a dragon who learns to paint, in ten paragraphs."
+
+
+def _llm(url: str, max_tokens: int) -> ChatOpenAI:
+    return ChatOpenAI(base_url=url, api_key="EMPTY", model=DEFAULT_GENERATOR, temperature=0, max_tokens=max_tokens,
+                      logprobs=True, top_logprobs=5, timeout=120, max_retries=1)  # fmt: skip
+
+
+def _metric(url: str, name: str) -> float:
+    text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))  # fmt: skip
+
+
+async def _guard_run(mode: str, guard: FineCEGuard, q: str) -> dict[str, Any]:
+    if mode == "invoke":
+        r: Any = await asyncio.to_thread(guard.invoke, q)
+    elif mode == "ainvoke":
+        r = await guard.ainvoke(q)
+    elif mode == "batch":
+        r = (await asyncio.to_thread(guard.batch, [q]))[0]
+    elif mode == "abatch":
+        r = (await guard.abatch([q]))[0]
+    elif mode == "astream_events":
+        found = [e["data"]["result"] async for e in guard.astream_events(q, version="v2")
+                 if e["event"] == "on_custom_event" and e["name"] == "finece_result"]  # fmt: skip
+        r = found[-1]
+    else:
+        guard.stream_mode = "final" if mode == "astream_final" else "live"
+        if mode == "stream":
+            chunks = await asyncio.to_thread(lambda: list(guard.stream(q)))
+        else:
+            chunks = [c async for c in guard.astream(q)]
+        meta = chunks[-1].response_metadata["finece_guard"]
+        streamed = "".join(str(c.content) for c in chunks)
+        return {"accepted": meta["accepted"], "kept": meta["kept"], "attempts": meta["attempts"],
+                "finish_reason": meta["finish_reason"], "tokens": meta["tokens_generated"], "streamed": streamed,
+                "reason": meta["reason"]}  # fmt: skip
+    assert isinstance(r, GuardResult)
+    return {"accepted": r.accepted, "kept": r.trace.kept, "attempts": len(r.attempts),
+            "finish_reason": r.attempts[-1].trace.finish_reason, "tokens": r.trace.tokens_generated,
+            "streamed": r.answer, "reason": r.reason}  # fmt: skip
+
+
+async def _agent_run(mode: str, url: str, policies: list[Any], max_tokens: int, q: str) -> dict[str, Any]:
+    from langchain.agents import create_agent
+
+    from finece_guard.runtime.middleware import FineCEMiddleware
+
+    mw = FineCEMiddleware(OpenAICompatScorer(url), policies=policies, checkpoints=Periodic(8))
+    agent = create_agent(_llm(url, max_tokens), tools=[], middleware=[mw])
+    inp = {"messages": [{"role": "user", "content": q}]}
+    state = await (asyncio.to_thread(agent.invoke, inp) if mode == "agent_sync" else agent.ainvoke(inp))
+    meta = state["messages"][-1].response_metadata["finece_guard"]
+    assert mw.handler.active_runs == 0 and mw.handler.pending_tasks() == 0
+    return {"accepted": meta["accepted"], "kept": meta["kept"], "attempts": meta["attempts"],
+            "finish_reason": meta["finish_reason"], "tokens": len(meta["answer"].split()), "streamed": meta["answer"],
+            "reason": meta["reason"]}  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_abort_closes_the_stream_in_every_mode(vllm_server, mode: str) -> None:
+    url = vllm_server.base_url
+    policies = [AbortBelow(1.0, min_tokens=8)]  # every real score is < 1: abort at the first checkpoint
+    before = _metric(url, "vllm:generation_tokens_total")
+    if mode.startswith("agent"):
+        got = await _agent_run(mode, url, policies, 300, STORY)
+    else:
+        guard = FineCEGuard(_llm(url, 300), scorer=OpenAICompatScorer(url), checkpoints=Periodic(8), policies=policies)
+        got = await _guard_run(mode, guard, STORY)
+        assert guard.handler.active_runs == 0 and guard.handler.pending_tasks() == 0
+    await asyncio.sleep(3.0)  # let the engine notice the closed stream
+    produced = _metric(url, "vllm:generation_tokens_total") - before
+    assert _metric(url, "vllm:num_requests_running") == 0
+    assert not got["accepted"] and got["attempts"] == 1 and got["reason"].startswith("aborted in-stream"), got
+    assert got["finish_reason"] == "aborted", got
+    # the server stopped soon after the client did: far below the 300-token limit
+    assert produced < 8 + 60 < 300, (mode, produced)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_reject_keeps_the_same_verdict_in_every_mode(vllm_server, mode: str) -> None:
+    url = vllm_server.base_url
+    q = "Who wrote the novel 'One Hundred Years of Solitude'?"
+    policies = [AcceptAbove(1.0)]
+    if mode.startswith("agent"):
+        got = await _agent_run(mode, url, policies, 24, q)
+    else:
+        guard = FineCEGuard(_llm(url, 24), scorer=OpenAICompatScorer(url), checkpoints=Periodic(8), policies=policies)
+        got = await _guard_run(mode, guard, q)
+    assert not got["accepted"] and got["kept"] == 1 and "< 1.0" in got["reason"], got
+    assert got["finish_reason"] in ("stop", "length"), got
+
+
+def test_invoke_then_ainvoke_in_one_process(vllm_server) -> None:
+    """Plain user code: sync invoke, then ainvoke on the user's own loop, then invoke again."""
+    script = f"""
+import asyncio, json
+from langchain_openai import ChatOpenAI
+from finece_guard import FineCEGuard, OpenAICompatScorer, AcceptAbove
+url = {vllm_server.base_url!r}
+llm = ChatOpenAI(base_url=url, api_key="EMPTY", model={DEFAULT_GENERATOR!r}, temperature=0, max_tokens=8,
+                 logprobs=True, top_logprobs=5)
+guard = FineCEGuard(llm, scorer=OpenAICompatScorer(url), policies=[AcceptAbove(0.0)])
+a = guard.invoke("Name a fruit.")
+b = asyncio.run(guard.ainvoke("Name a fruit."))
+c = guard.invoke("Name a fruit.")
+print(json.dumps([[r.answer, r.confidence, r.accepted, [x.error for x in r.attempts]] for r in (a, b, c)]))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all(r[3] == [None] and r[2] and r[1] is not None for r in rows), rows
+    assert rows[0][0] == rows[1][0] == rows[2][0] and rows[0][0]
+
+
+class _FirstCheckpointAt:
+    """One partial checkpoint, after ``n`` tokens (so a confirmation has the rest of the stream to run)."""
+
+    name = "first-at"
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def reason(self, tokens: Any, since_last: int) -> str | None:
+        return f"after {self.n} tokens" if len(tokens) == self.n else None
+
+
+class _Seeded:
+    """The real generator's continuations, with a fixed seed (the same paths for the probe and the guard)."""
+
+    def __init__(self, generator: Any, seed: int) -> None:
+        self.generator, self.seed = generator, seed
+
+    async def sample_continuations(self, question: str, answer_prefix: str, *, n: int, max_tokens: int) -> list[str]:
+        texts, _ = await self.sample_continuations_with_usage(question, answer_prefix, n=n, max_tokens=max_tokens)
+        return texts
+
+    async def sample_continuations_with_usage(
+        self, question: str, answer_prefix: str, *, n: int, max_tokens: int
+    ) -> tuple[list[str], int]:
+        return await self.generator.sample_continuations_with_usage(  # type: ignore[no-any-return]
+            question, answer_prefix, n=n, max_tokens=max_tokens, seed=self.seed
+        )
+
+
+async def test_lookahead_confirmation_overturns_or_confirms_an_abort_on_the_real_server(vllm_server) -> None:
+    """θ is set between the raw first-checkpoint score and its look-ahead value (probed with the same seed).
+
+    When the look-ahead value is higher, the abort the raw score asks for is overturned and the answer
+    streams to its end; when it is lower, the abort is confirmed and the stream closes.
+    """
+    from finece_guard import LookAhead, OpenAICompatGenerator
+    from finece_guard.runtime.bci import look_ahead
+
+    url = vllm_server.base_url
+    scorer = OpenAICompatScorer(url)
+    sampler = _Seeded(OpenAICompatGenerator(url, model=DEFAULT_GENERATOR), seed=1234)
+    seen: set[str] = set()
+    questions = ["Why is the sky blue?", "Which planet is known as the Red Planet?", "What do bees make?",
+                 "How do plants make their food?", "What is the boiling point of water?"]  # fmt: skip
+    for q in questions:
+        probe = await FineCEGuard(_llm(url, 120), scorer=scorer, checkpoints=_FirstCheckpointAt(8)).ainvoke(q)
+        cps = [sc for sc in probe.attempts[0].trace.checkpoints if sc.checkpoint.kind.value == "partial"]
+        assert cps and cps[0].score is not None
+        cp, raw = cps[0].checkpoint, cps[0].score.value
+        la = await look_ahead(q, cp.answer_prefix, raw, sampler=sampler, scorer=scorer, width=4, depth=1, alpha=0.5)
+        if abs(la.value - raw) < 0.02 or probe.attempts[0].trace.n_tokens < 60:
+            continue
+        overturn = la.value > raw
+        theta = (raw + la.value) / 2 if overturn else raw + 0.01
+        policy = AbortBelow(theta, min_tokens=8, confirm=LookAhead(width=4, depth=1))
+        guard = FineCEGuard(_llm(url, 120), scorer=scorer, checkpoints=_FirstCheckpointAt(8), sampler=sampler,
+                            policies=[policy])  # fmt: skip
+        result = await guard.ainvoke(q)
+        attempt = result.attempts[0]
+        got = attempt.trace.meta["lookahead"][0]
+        assert got["raw"] == pytest.approx(raw, abs=1e-6) and got["value"] == pytest.approx(la.value, abs=0.02)
+        assert got["requests"] >= 2 and got["tokens"] > 0 and result.trace.lookahead_cost["tokens"] > 0
+        if overturn:
+            assert attempt.aborted is None and attempt.trace.finish_reason in ("stop", "length")
+            assert attempt.trace.n_tokens == probe.attempts[0].trace.n_tokens  # the whole answer streamed
+            assert any("overturned" in d["reason"] for d in attempt.trace.meta["decisions"])
+        else:
+            assert attempt.aborted is not None and "look-ahead confidence" in attempt.aborted.reason
+            assert attempt.trace.finish_reason == "aborted"
+        seen.add("overturned" if overturn else "confirmed")
+        if "overturned" in seen:
+            break
+    assert "overturned" in seen, f"no question among {len(questions)} had a higher look-ahead value ({seen})"
