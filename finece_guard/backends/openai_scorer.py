@@ -135,6 +135,9 @@ class OpenAICompatScorer(BaseScorer):
             task = loop.create_task(
                 verify_scorer(self.http, self.model, self.generator_model, timeout_s=self.verify_timeout_s)
             )
+            # awaited through a shield, so a cancelled caller leaves it running: its failure is still
+            # retrieved here (and reported to the next caller, who runs the check again)
+            task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
             self._checks[loop] = task
         binding = await asyncio.shield(task)
         self.binding = binding
