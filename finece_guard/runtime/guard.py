@@ -385,6 +385,7 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
             "accepted": accepted, "confidence": confidence, "refined_confidence": refined,
             "reason": verdict.reason, "attempts": len(gt.attempts), "kept": kept.number,
             "tokens_generated": gt.tokens_generated, "retrieved_ids": list(gt.retrieved_ids),
+            "actions": [[d.action.value, d.policy] for d in gt.decisions],
             "scoring_failed": gt.scoring_failed, "finish_reason": kept.trace.finish_reason,
             "lookahead_cost": gt.lookahead_cost,
         }  # fmt: skip

@@ -3,7 +3,8 @@
 :class:`RunMonitor` holds the state of **one** run (tokens, checkpoints, pending scoring tasks),
 so callers that serve many runs keep one monitor per run id and never share state on ``self``.
 Scoring is scheduled as tasks that run beside generation: the token stream never waits for a
-score. Each finished score is handed to ``on_scored`` (the callback handler's decider) on the
+score (the question-only state is sent with the first token, so it never delays the first token).
+Each finished score is handed to ``on_scored`` (the callback handler's decider) on the
 loop; :meth:`RunMonitor.finish` scores the final answer, waits for pending scores up to a
 deadline (what is late is recorded as an error, never silently dropped) and applies
 retrospective BCI.
@@ -72,8 +73,10 @@ class RunMonitor:
         self._partial_in_flight = False
         self._held: _Held | None = None
         self._closed = False
-        if score_question:
-            self._schedule(CheckpointKind.QUESTION, "question only", 0, "")
+        # the question-only state is scored when the first token arrives (or at the end, if none
+        # does), not at the start: its request would otherwise compete with the generator's prefill
+        # and delay the first token
+        self._question_pending = score_question
 
     @property
     def text(self) -> str:
@@ -113,8 +116,14 @@ class RunMonitor:
         if held is not None and not self._closed:
             self._schedule(CheckpointKind.PARTIAL, held.reason, held.n_tokens, held.answer_prefix)
 
+    def _score_question(self) -> None:
+        if self._question_pending:
+            self._question_pending = False
+            self._schedule(CheckpointKind.QUESTION, "question only", 0, "")
+
     def feed(self, event: TokenEvent) -> Checkpoint | None:
         """Record a token; schedule (or hold) a partial checkpoint if the strategy says so."""
+        self._score_question()
         self.tokens.append(event)
         reason = self.strategy.reason(self.tokens, len(self.tokens) - self._last_cp_token)
         if not reason or self._closed:
@@ -140,6 +149,7 @@ class RunMonitor:
     async def cancel(self) -> None:
         """Cancel every pending score (their HTTP requests close) and wait until they are gone."""
         self._closed = True
+        self._question_pending = False
         if self._held is not None:
             self._skip(self._held, "the run was cancelled")
             self._held = None
@@ -158,6 +168,7 @@ class RunMonitor:
         ``score_last=False`` (a run stopped by a decision) records the text but does not score
         the stopped state: the decision's own checkpoint is the last one that matters.
         """
+        self._score_question()
         if self._held is not None:
             self._skip(self._held, "superseded by the end of the answer")
             self._held = None

@@ -22,7 +22,7 @@ from langchain_openai import ChatOpenAI
 from finece_guard import OpenAICompatScorer, Periodic
 from finece_guard.config import DEFAULT_GENERATOR
 from finece_guard.runtime.guard import FineCEGuard, GuardResult
-from finece_guard.runtime.policies import AbortBelow, AcceptAbove
+from finece_guard.runtime.policies import AbortBelow, AcceptAbove, RetrieveBelow, RetryBelow
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -65,19 +65,22 @@ async def _guard_run(mode: str, guard: FineCEGuard, q: str) -> dict[str, Any]:
         streamed = "".join(str(c.content) for c in chunks)
         return {"accepted": meta["accepted"], "kept": meta["kept"], "attempts": meta["attempts"],
                 "finish_reason": meta["finish_reason"], "tokens": meta["tokens_generated"], "streamed": streamed,
-                "reason": meta["reason"]}  # fmt: skip
+                "reason": meta["reason"], "actions": meta["actions"], "retrieved": meta["retrieved_ids"]}  # fmt: skip
     assert isinstance(r, GuardResult)
     return {"accepted": r.accepted, "kept": r.trace.kept, "attempts": len(r.attempts),
             "finish_reason": r.attempts[-1].trace.finish_reason, "tokens": r.trace.tokens_generated,
-            "streamed": r.answer, "reason": r.reason}  # fmt: skip
+            "streamed": r.answer, "reason": r.reason, "retrieved": list(r.trace.retrieved_ids),
+            "actions": [[d.action.value, d.policy] for d in r.trace.decisions]}  # fmt: skip
 
 
-async def _agent_run(mode: str, url: str, policies: list[Any], max_tokens: int, q: str) -> dict[str, Any]:
+async def _agent_run(
+    mode: str, url: str, policies: list[Any], max_tokens: int, q: str, retriever: Any = None
+) -> dict[str, Any]:
     from langchain.agents import create_agent
 
     from finece_guard.runtime.middleware import FineCEMiddleware
 
-    mw = FineCEMiddleware(OpenAICompatScorer(url), policies=policies, checkpoints=Periodic(8))
+    mw = FineCEMiddleware(OpenAICompatScorer(url), policies=policies, checkpoints=Periodic(8), retriever=retriever)
     agent = create_agent(_llm(url, max_tokens), tools=[], middleware=[mw])
     inp = {"messages": [{"role": "user", "content": q}]}
     state = await (asyncio.to_thread(agent.invoke, inp) if mode == "agent_sync" else agent.ainvoke(inp))
@@ -85,7 +88,7 @@ async def _agent_run(mode: str, url: str, policies: list[Any], max_tokens: int, 
     assert mw.handler.active_runs == 0 and mw.handler.pending_tasks() == 0
     return {"accepted": meta["accepted"], "kept": meta["kept"], "attempts": meta["attempts"],
             "finish_reason": meta["finish_reason"], "tokens": len(meta["answer"].split()), "streamed": meta["answer"],
-            "reason": meta["reason"]}  # fmt: skip
+            "reason": meta["reason"], "actions": [list(a) for a in meta["actions"]], "retrieved": None}  # fmt: skip
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -120,6 +123,56 @@ async def test_reject_keeps_the_same_verdict_in_every_mode(vllm_server, mode: st
         got = await _guard_run(mode, guard, q)
     assert not got["accepted"] and got["kept"] == 1 and "< 1.0" in got["reason"], got
     assert got["finish_reason"] in ("stop", "length"), got
+
+
+@pytest.fixture(scope="module")
+def gold_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from langchain_core.documents import Document
+
+    from finece_guard.embeddings import MiniLMEmbeddings
+    from finece_guard.retrieval import ChromaConfig, ingest, open_vectorstore
+
+    store = open_vectorstore(ChromaConfig(collection="modes-live", persist_dir=tmp_path_factory.mktemp("chroma")),
+                             MiniLMEmbeddings())  # fmt: skip
+    ingest(store, [Document(GOLD), Document("Photosynthesis converts light into chemical energy.")])
+    return store
+
+
+GOLD = "Gold is a chemical element with the symbol Au and atomic number 79."
+RETRY = [RetryBelow(1.0, max_attempts=2, temperatures=(1.0,), seeds=(7,))]  # always retries once, seeded
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_retry_takes_the_same_two_attempts_in_every_mode(vllm_server, mode: str) -> None:
+    url = vllm_server.base_url
+    q = "What is the chemical symbol for gold?"
+    if mode.startswith("agent"):
+        got = await _agent_run(mode, url, RETRY, 24, q)
+    else:
+        guard = FineCEGuard(_llm(url, 24), scorer=OpenAICompatScorer(url), checkpoints=Periodic(8), policies=RETRY)
+        got = await _guard_run(mode, guard, q)
+        assert guard.handler.active_runs == 0 and guard.handler.pending_tasks() == 0
+    assert got["attempts"] == 2 and got["kept"] in (1, 2), got
+    assert got["actions"] == [["retry", "retry_below"], ["accept", "default"]], got
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_early_retrieval_before_generation_in_every_mode(vllm_server, gold_store: Any, mode: str) -> None:
+    from finece_guard.retrieval import document_id
+
+    url = vllm_server.base_url
+    q = "What is the chemical symbol for gold?"
+    policies = [RetrieveBelow(1.0, early=True, k=1)]  # every real question-only score is < 1: retrieve first
+    retriever = gold_store.as_retriever(search_kwargs={"k": 1})
+    if mode.startswith("agent"):
+        got = await _agent_run(mode, url, policies, 24, q, retriever=retriever)
+    else:
+        guard = FineCEGuard(_llm(url, 24), scorer=OpenAICompatScorer(url), checkpoints=Periodic(8),
+                            policies=policies, retriever=retriever)  # fmt: skip
+        got = await _guard_run(mode, guard, q)
+        assert got["retrieved"] == [document_id(GOLD)], got
+    # one generation, made with the passage: the retrieval came before any token
+    assert got["attempts"] == 1 and got["actions"] == [["retrieve", "retrieve_below"], ["accept", "default"]], got
 
 
 def test_invoke_then_ainvoke_in_one_process(vllm_server) -> None:
