@@ -2,6 +2,8 @@
 
 A guarded call is a sequence of attempts. This module runs it, the same way for every front end:
 
+0. **The scorer is checked first** (``averify``, once per scorer): a wrong scorer setup raises its
+   ConfigError / AdapterMismatchError before any answer is judged, instead of failing every score.
 1. **Before generating** (only when a policy asks, ``RetrieveBelow(early=True)``): the question is
    scored; below the threshold the retriever is queried first and the attempt generates once,
    with the passages.
@@ -32,7 +34,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
 from finece_guard.backends.base import BaseScorer
-from finece_guard.errors import GenerationAborted
+from finece_guard.errors import AdapterMismatchError, ConfigError, GenerationAborted
 from finece_guard.runtime.bci import refine
 from finece_guard.runtime.handler import FineCECallbackHandler, HandlerEvent, SessionBudget
 from finece_guard.runtime.policies.base import Action, Decision, Policy, PolicyView
@@ -194,6 +196,21 @@ class GuardedSession:
             else:
                 await self.emit("finece_decision", {"attempt": attempt, **dataclasses.asdict(ev)})
 
+    async def _verify_scorer(self) -> None:
+        """Refuse a wrong scorer before any answer is judged: a missing adapter, the generator used
+        as scorer or a mismatched base model raise their ConfigError / AdapterMismatchError here.
+        An unreachable server is not a setup error: its checkpoints fail and ``on_scorer_error`` applies.
+        """
+        verify = getattr(self.scorer, "averify", None)
+        if not callable(verify):
+            return
+        try:
+            await verify()
+        except (ConfigError, AdapterMismatchError):
+            raise
+        except Exception:  # transport trouble: recorded per checkpoint when scoring is tried
+            return
+
     async def _retrieve(self, decision: Decision, question: str) -> list[Document]:
         assert self.retriever is not None
         found = await self.retriever.ainvoke(str(decision.params.get("query") or question))
@@ -228,6 +245,7 @@ class GuardedSession:
         """Yields ``("token", chunk, n)``, ``("restart", reason, n)`` and last ``("outcome", GuardTrace, 0)``."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
+        await self._verify_scorer()
         attempts: list[Attempt] = []
         decisions: list[Decision] = []
         refused: list[str] = []

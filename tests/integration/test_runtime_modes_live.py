@@ -175,6 +175,30 @@ async def test_early_retrieval_before_generation_in_every_mode(vllm_server, gold
     assert got["attempts"] == 1 and got["actions"] == [["retrieve", "retrieve_below"], ["accept", "default"]], got
 
 
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke", "agent_async"])
+async def test_a_wrong_scorer_is_refused_before_any_answer_is_judged(vllm_server, mode: str) -> None:
+    from finece_guard.errors import ConfigError
+
+    url = vllm_server.base_url
+    scorer = OpenAICompatScorer(url, model="fince")  # a typo of the adapter's name
+    if mode.startswith("agent"):
+        from langchain.agents import create_agent
+
+        from finece_guard.runtime.middleware import FineCEMiddleware
+
+        agent = create_agent(_llm(url, 8), tools=[], middleware=[FineCEMiddleware(scorer)])
+        with pytest.raises(ConfigError, match="Did you mean model='finece'"):
+            await agent.ainvoke({"messages": [{"role": "user", "content": "Name a colour."}]})
+        return
+    guard = FineCEGuard(_llm(url, 8), scorer=scorer, policies=[AcceptAbove(0.0)])
+    with pytest.raises(ConfigError, match="Did you mean model='finece'"):
+        if mode == "invoke":
+            await asyncio.to_thread(guard.invoke, "Name a colour.")
+        else:
+            await guard.ainvoke("Name a colour.")
+    assert guard.handler.active_runs == 0
+
+
 def test_invoke_then_ainvoke_in_one_process(vllm_server) -> None:
     """Plain user code: sync invoke, then ainvoke on the user's own loop, then invoke again."""
     script = f"""
