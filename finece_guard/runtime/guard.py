@@ -51,7 +51,7 @@ import contextvars
 import math
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, adispatch_custom_event
 from langchain_core.documents import Document
@@ -80,7 +80,7 @@ from finece_guard.runtime.text import (
 )
 from finece_guard.sync_bridge import iterate_sync, run_sync
 
-StreamMode = str
+StreamMode = Literal["live", "final"]
 
 __all__ = ["Attempt", "FineCEGuard", "GuardResult", "GuardTrace"]
 
@@ -274,7 +274,7 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
         self.question_key = question_key
         self.question_from = question_from
         self.context_key = context_key
-        self.stream_mode = stream_mode
+        self.stream_mode: StreamMode = stream_mode
         self.on_scorer_error: ScorerErrorMode = on_scorer_error
         self.alpha, self.window = alpha, window
         refine([], alpha=alpha, window=window)  # validates alpha / window with a clear error
