@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
@@ -33,6 +34,24 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+async def _warm_up(base_url: str, generator: str) -> None:
+    scorer = OpenAICompatScorer(base_url, timeout_s=300)
+    await scorer.ascore_many([(f"warm-up {i}?", None, CheckpointKind.QUESTION) for i in range(8)])
+    body = {"model": generator, "messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 48,
+            "stream": True, "ignore_eos": True}  # fmt: skip
+    states = [("Tell a story.", "Once upon a time " * (4 * i + 1), CheckpointKind.PARTIAL) for i in range(6)]
+    async with (
+        httpx.AsyncClient(timeout=300) as client,
+        client.stream("POST", base_url + "/chat/completions", json=body) as resp,
+    ):
+        resp.raise_for_status()
+        lines = resp.aiter_lines()
+        await anext(lines)  # generation is running: score beside it
+        await scorer.ascore_many(states)
+        async for _ in lines:
+            pass
+
+
 @pytest.fixture(scope="session")
 def vllm_server() -> Iterator[LiveServer]:
     """A real vLLM (CPU build) serving the default model + FineCE adapter on 127.0.0.1:<free port>.
@@ -47,9 +66,9 @@ def vllm_server() -> Iterator[LiveServer]:
     pid = server.pid
     assert pid is not None
     try:
-        # warm-up: the first LoRA batch compiles kernels (tens of seconds on CPU)
-        scorer = OpenAICompatScorer(server.base_url, timeout_s=300)
-        asyncio.run(scorer.ascore_many([(f"warm-up {i}?", None, CheckpointKind.QUESTION) for i in range(8)]))
+        # warm-up: the first LoRA batch compiles kernels (tens of seconds on CPU); then batches that
+        # mix a generation stream with scoring of longer states, as every guarded test does
+        asyncio.run(_warm_up(server.base_url, stack.spec.served_name))
         yield LiveServer(server.base_url, stack, pid, server.startup_s or 0.0)
     finally:
         server.stop()

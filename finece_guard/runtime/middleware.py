@@ -155,7 +155,7 @@ class FineCEMiddleware(AgentMiddleware):
             "attempts": len(outcome.attempts), "kept": kept.number, "answer": kept.trace.answer,
             "decisions": [d.reason for d in outcome.decisions],
             "actions": [(d.action.value, d.policy) for d in outcome.decisions],
-            "finish_reason": kept.trace.finish_reason,
+            "finish_reason": kept.trace.finish_reason, "tokens_generated": outcome.tokens_generated,
             "scoring_failed": outcome.scoring_failed,
         }  # fmt: skip
         if source is None:  # every attempt was stopped or failed: answer with the fallback

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,10 +34,11 @@ from finece_guard.runtime.policies import AbortBelow, AcceptAbove, RetrieveBelow
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 
-def _llm(base_url: str, max_tokens: int = 48) -> ChatOpenAI:
+def _llm(base_url: str, max_tokens: int = 48, **kwargs: Any) -> ChatOpenAI:
+    settings: dict[str, Any] = {"timeout": 120, **kwargs}
     return ChatOpenAI(
         base_url=base_url, api_key="EMPTY", model=DEFAULT_GENERATOR, temperature=0, max_tokens=max_tokens,
-        logprobs=True, top_logprobs=5, timeout=120, max_retries=1,
+        logprobs=True, top_logprobs=5, max_retries=1, **settings,
     )  # fmt: skip
 
 
@@ -70,19 +72,24 @@ async def test_guarded_stream_emits_scored_checkpoints_and_a_result(vllm_server)
 
 async def test_abort_stops_the_request_inside_vllm(vllm_server) -> None:
     url = vllm_server.base_url
+    limit = 1500  # with EOS ignored only the abort can end the stream early, even where scores are slow
+    llm = _llm(url, max_tokens=limit, extra_body={"ignore_eos": True}, timeout=300)
     guard = FineCEGuard(
-        _llm(url, max_tokens=300), scorer=OpenAICompatScorer(url), checkpoints=Periodic(8),
-        policies=[AbortBelow(1.0, min_tokens=8)],  # every real score is < 1: abort at the first checkpoint
+        llm, scorer=OpenAICompatScorer(url), checkpoints=Periodic(8),
+        policies=[AbortBelow(1.0, min_tokens=8)],  # every real score is < 1: abort at the first scored checkpoint
     )  # fmt: skip
     before = _metric(url, "vllm:generation_tokens_total")
     result = await guard.ainvoke("Write a long story about a dragon who learns to paint, in ten paragraphs.")
     attempt = result.attempts[0]
-    assert attempt.aborted is not None and not result.accepted and "aborted" in result.reason
+    latencies = [(c.checkpoint.kind.value, c.checkpoint.n_tokens, c.score and c.score.latency_s)
+                 for c in attempt.trace.checkpoints]  # fmt: skip
+    assert attempt.aborted is not None and not result.accepted and "aborted" in result.reason, latencies
     await asyncio.sleep(3.0)  # let the engine notice the closed stream
     produced = _metric(url, "vllm:generation_tokens_total") - before
     assert _metric(url, "vllm:num_requests_running") == 0
-    # the server stopped soon after the client did: far below the 300-token limit
-    assert attempt.trace.n_tokens <= produced <= attempt.trace.n_tokens + 40 < 300, (produced, attempt.trace.n_tokens)
+    # the abort (not the limit) ended it, and the server stopped soon after the client did
+    seen = attempt.trace.n_tokens
+    assert seen < limit - 100 and seen <= produced <= seen + 40, (produced, seen, latencies)
 
 
 async def test_retry_makes_two_attempts_and_keeps_the_best(vllm_server) -> None:
