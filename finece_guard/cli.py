@@ -122,10 +122,10 @@ async def _ask_one(
     question: str, base_url: str, settings: FineCESettings, strategy_spec: str, max_tokens: int, as_json: bool
 ) -> Trace:
     generator = OpenAICompatGenerator.from_settings(settings, base_url)
-    from finece_guard.evaluation.recalibration import served_recalibrator  # sklearn: load only when asking
+    from finece_guard.backends.recalibration import served_recalibrator  # sklearn: load only when asking
 
     strategy = parse_strategy(strategy_spec)  # a bad spec fails before any network call
-    recal, _ = await asyncio.to_thread(served_recalibrator, base_url, settings.scorer_model)
+    recal, _ = await asyncio.to_thread(served_recalibrator, base_url, settings.scorer_model, api_key=settings.api_key)
     scorer = OpenAICompatScorer.from_settings(settings, base_url, recalibrator=recal)
     trace: Trace | None = None
     if not as_json:

@@ -1,5 +1,10 @@
 """Append-only JSONL journals: how long runs (build-data, eval, re-scoring) keep finished work.
 
+Everything about a journal lives here: reading it back (:func:`read_journal`, the one record
+reader of the package), the settings file next to it (:func:`check_meta`), appending to it
+(:class:`Journal`) and the resumable worker pool over it (:func:`run_journaled`, shared by
+``build-data``, ``eval`` and re-scoring).
+
 Each finished unit (a question's Monte-Carlo data, an evaluated answer) is one JSON line, written
 with one ``write`` on an ``O_APPEND`` descriptor and fsynced, so a run killed at any moment loses
 only the units in flight and a re-run skips what is already there. A kill in the middle of a write
@@ -11,11 +16,92 @@ and only lacks its newline (an edited file) gets the newline instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
-from collections.abc import Callable, Coroutine, Iterable
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from finece_guard.errors import ConfigError, FineCEError
+
+
+class JournalRecord(Protocol):
+    """What a journal holds: records with a unique ``key`` that serialise to one JSON line."""
+
+    @property
+    def key(self) -> str: ...
+
+    def to_json(self) -> str: ...
+
+
+Item = TypeVar("Item")
+Rec = TypeVar("Rec", bound=JournalRecord)
+Report = TypeVar("Report", bound="RunReport")
+
+
+def journal_lines(path: Path) -> Iterator[str]:
+    """The non-blank lines of ``path``, split at b"\\n" only, each decoded on its own.
+
+    ``str.splitlines`` would also split inside a record at the U+2028 / U+2029 / U+0085 that
+    ``json.dumps(ensure_ascii=False)`` leaves unescaped in generated text; decoding per line keeps
+    a torn line cut inside a UTF-8 character from failing the whole file. An undecodable line is
+    skipped (like any unparseable one).
+    """
+    for raw in path.read_bytes().split(b"\n"):
+        if not raw.strip():
+            continue
+        with contextlib.suppress(UnicodeDecodeError):
+            yield raw.decode("utf-8")
+
+
+def read_journal(path: Path, parse: Callable[[str], Rec], keys: Iterable[str] | None = None) -> list[Rec]:
+    """Records of ``path`` in file order (a torn or unreadable line is skipped), optionally only ``keys``.
+
+    A key written twice (two runs racing on one file) is read once, first copy wins. A missing
+    file holds no records.
+    """
+    if not path.is_file():
+        return []
+    wanted = set(keys) if keys is not None else None
+    out: dict[str, Rec] = {}
+    for line in journal_lines(path):
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            rec = parse(line)
+            if (wanted is None or rec.key in wanted) and rec.key not in out:
+                out[rec.key] = rec
+    return list(out.values())
+
+
+def meta_path(path: Path) -> Path:
+    """The settings file of a journal: ``<name>.meta.json`` beside it."""
+    return path.with_name(path.name + ".meta.json")
+
+
+def check_meta(path: Path, meta: dict[str, Any]) -> None:
+    """Refuse to append to a non-empty ``path`` made with other settings; write ``meta`` otherwise.
+
+    Every key of either settings dict counts: one added, dropped or changed is a change.
+    """
+    meta_file = meta_path(path)
+    if meta_file.is_file() and path.is_file() and path.stat().st_size > 0:
+        try:
+            old = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {meta_file} ({exc}); delete it and {path} to start over") from exc
+        keys = sorted(set(old) | set(meta))
+        diff = {k: (old.get(k), meta.get(k)) for k in keys if old.get(k) != meta.get(k)}
+        if diff:
+            changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise ConfigError(
+                f"{path} was written with other settings ({changes}); resume with the same settings, or "
+                "pass a new --out"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta_file.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def repair_tail(path: Path, parse: Callable[[str], object]) -> None:
@@ -97,3 +183,66 @@ async def gather_or_cancel(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass
+class RunReport:
+    """What one journaled run did: items already done, finished now, failed (retried next run)."""
+
+    done_before: int = 0
+    finished: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+async def run_journaled(
+    items: Sequence[Item],
+    out: Path,
+    *,
+    key: Callable[[Item], str],
+    work: Callable[[Item], Awaitable[Rec]],
+    parse: Callable[[str], Rec],
+    meta: dict[str, Any],
+    concurrency: int,
+    report: Report,
+    on_done: Callable[[Rec | None], Awaitable[None] | None] | None = None,
+) -> Report:
+    """``work`` on every item whose key is not yet in the journal ``out``, at most ``concurrency`` at once.
+
+    ``meta`` must match the settings ``out`` was started with (:func:`check_meta`); each finished
+    record is appended and fsynced; an item whose ``work`` raises a :class:`FineCEError` is listed
+    in :attr:`RunReport.failed` (and retried by the next run); ``on_done`` (sync or async) sees
+    every item's record, or None when it failed. ``report`` (a fresh :class:`RunReport` or
+    subclass) is filled in and returned.
+    """
+    if concurrency < 1:
+        raise ConfigError(f"concurrency={concurrency} must be at least 1")
+    check_meta(out, meta)
+    done = {r.key for r in read_journal(out, parse)}
+    todo = [item for item in items if key(item) not in done]
+    report.done_before = len(items) - len(todo)
+    t0 = time.perf_counter()
+    sem = asyncio.Semaphore(concurrency)
+    journal = Journal(out, parse)  # repairs a torn tail, fsyncs every record
+
+    async def one(item: Item) -> None:
+        result: Rec | None = None
+        async with sem:
+            try:
+                result = await work(item)
+            except FineCEError as exc:
+                report.failed.append((key(item), f"{type(exc).__name__}: {exc}"))
+            else:
+                await journal.append(result.to_json())
+                report.finished += 1
+        if on_done is not None:
+            maybe = on_done(result)
+            if maybe is not None:
+                await maybe
+
+    async with journal:
+        try:
+            await gather_or_cancel(one(item) for item in todo)
+        finally:
+            report.seconds = time.perf_counter() - t0
+    return report

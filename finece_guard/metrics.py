@@ -1,8 +1,14 @@
 """Calibration and discrimination metrics: ECE, AUROC, Brier, accuracy, bootstrap intervals.
 
-sklearn does AUROC and Brier; ECE (equal-width bins, as in the paper) is a few lines of numpy.
-Inputs are validated up front: empty or mismatched inputs and single-class labels (AUROC is
+Each metric is computed once, by a vectorised *unchecked* kernel (``ece_unchecked`` ...) that
+takes float arrays as they are: bootstrap loops (1000 resamples x dozens of series in a report)
+call the kernels directly, since validating every resample would cost more than the metric. The
+public functions validate first: empty or mismatched inputs and single-class labels (AUROC is
 undefined there) raise :class:`~finece_guard.errors.MetricError` naming the problem.
+
+* ECE: equal-width bins over [0, 1], as in the paper;
+* AUROC: the Mann-Whitney statistic with tied ranks averaged (equal to sklearn's ``roc_auc_score``);
+* Brier: mean squared error between confidence and correctness.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.metrics import brier_score_loss, roc_auc_score
+from scipy.stats import rankdata
 
 from finece_guard.errors import MetricError
 
@@ -37,18 +43,49 @@ def _prepare(confidences: Sequence[float] | Array, labels: Sequence[int | bool] 
     return c, y
 
 
+def ece_unchecked(c: Array, y: Array, n_bins: int = 10) -> float:
+    """ECE of float arrays ``c`` (in [0, 1]) and ``y`` (0/1), unvalidated: sum over bins of |Σc - Σy| / n."""
+    bins = np.minimum((c * n_bins).astype(int), n_bins - 1)
+    sum_c = np.bincount(bins, weights=c, minlength=n_bins)
+    sum_y = np.bincount(bins, weights=y, minlength=n_bins)
+    return float(np.abs(sum_c - sum_y).sum() / c.size)
+
+
+def auroc_unchecked(c: Array, y: Array) -> float:
+    """AUROC of float arrays as the Mann-Whitney statistic (tied ranks averaged); raises on one class."""
+    n1 = float(y.sum())
+    n0 = float(y.size) - n1
+    if n1 == 0 or n0 == 0:
+        raise MetricError("AUROC needs both correct and incorrect answers")
+    ranks = rankdata(c)
+    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def brier_unchecked(c: Array, y: Array) -> float:
+    """Brier score of float arrays, unvalidated."""
+    return float(np.mean((c - y) ** 2))
+
+
+def accuracy_unchecked(c: Array, y: Array) -> float:
+    """Share of correct answers (``c`` is ignored: the signature of the other kernels, for bootstrap)."""
+    return float(y.mean())
+
+
+#: the kernels by report name, for bootstrap loops
+UNCHECKED: dict[str, Callable[[Array, Array], float]] = {
+    "ece": ece_unchecked,
+    "auroc": auroc_unchecked,
+    "brier": brier_unchecked,
+    "accuracy": accuracy_unchecked,
+}
+
+
 def ece(confidences: Sequence[float] | Array, labels: Sequence[int | bool] | Array, *, n_bins: int = 10) -> float:
     """Expected calibration error with ``n_bins`` equal-width bins over [0, 1]."""
     if n_bins < 1:
         raise MetricError(f"n_bins={n_bins} must be at least 1")
     c, y = _prepare(confidences, labels)
-    bins = np.minimum((c * n_bins).astype(int), n_bins - 1)
-    total = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            total += mask.sum() / c.size * abs(c[mask].mean() - y[mask].mean())
-    return float(total)
+    return ece_unchecked(c, y, n_bins)
 
 
 def auroc(confidences: Sequence[float] | Array, labels: Sequence[int | bool] | Array) -> float:
@@ -56,16 +93,15 @@ def auroc(confidences: Sequence[float] | Array, labels: Sequence[int | bool] | A
     c, y = _prepare(confidences, labels)
     if np.unique(y).size < 2:
         raise MetricError(
-            "AUROC needs both correct and incorrect answers; all labels are "
-            f"{int(y[0])}. Evaluate on more questions."
+            f"AUROC needs both correct and incorrect answers; all labels are {int(y[0])}. Evaluate on more questions."
         )
-    return float(roc_auc_score(y, c))
+    return auroc_unchecked(c, y)
 
 
 def brier(confidences: Sequence[float] | Array, labels: Sequence[int | bool] | Array) -> float:
     """Mean squared error between confidence and correctness."""
     c, y = _prepare(confidences, labels)
-    return float(brier_score_loss(y, c, pos_label=1.0)) if np.unique(y).size > 1 else float(np.mean((c - y) ** 2))
+    return brier_unchecked(c, y)
 
 
 def accuracy(labels: Sequence[int | bool] | Array) -> float:

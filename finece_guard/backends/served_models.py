@@ -29,10 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from finece_guard.adapters import MANIFEST, AdapterManifest, check_binding
 from finece_guard.backends.http import OpenAIHTTP
 from finece_guard.backends.model_store import STAMP
 from finece_guard.errors import AdapterMismatchError, BackendHTTPError, ConfigError, FineCEError
+from finece_guard.sync_bridge import run_sync
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +219,32 @@ async def verify_scorer(
     entry, base = check_scorer_entry(models, scorer_model, generator_model, http.safe_base_url)
     manifest = await asyncio.to_thread(check_manifest, entry, base)
     return ScorerBinding(scorer=entry, base=base, manifest=manifest)
+
+
+def server_models(
+    base_url: str, *, api_key: str = "EMPTY", timeout_s: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
+) -> dict[str, ServedModel]:
+    """The server's ``/models`` entries by id, one blocking GET with the package's HTTP client.
+
+    The API key is sent and a query in ``base_url`` is kept (``/v1?key=...`` asks ``/v1/models?key=...``).
+    A 401/403 is a ConfigError about the key, an unreachable server a BackendConnectionError, a
+    404 a ConfigError about the URL. Call it before the event loop, or through ``asyncio.to_thread``.
+    """
+    http = OpenAIHTTP(
+        base_url, api_key=api_key, timeout_s=timeout_s, connect_timeout_s=timeout_s, retries=1, transport=transport
+    )
+
+    async def fetch() -> dict[str, ServedModel]:
+        try:
+            return await fetch_models(http, timeout_s=timeout_s)
+        except BackendHTTPError as exc:
+            if exc.status_code not in (401, 403):
+                raise
+            raise ConfigError(
+                f"{http.shown('/models')} refused the API key (HTTP {exc.status_code}): the server is up but wants "
+                "another key; set FINECE_API_KEY (or --api-key) to the key the server was started with"
+            ) from exc
+        finally:
+            await http.aclose()
+
+    return run_sync(fetch())

@@ -82,8 +82,8 @@ async def _run(
     from pydantic import SecretStr
 
     from finece_guard.backends.openai_scorer import OpenAICompatScorer
+    from finece_guard.backends.recalibration import served_recalibrator
     from finece_guard.embeddings import MiniLMEmbeddings
-    from finece_guard.evaluation.recalibration import served_recalibrator
     from finece_guard.retrieval import ChromaConfig, ingest, open_vectorstore
     from finece_guard.runtime.checkpoints import ParagraphEnd
     from finece_guard.runtime.guard import FineCEGuard
@@ -101,7 +101,9 @@ async def _run(
         base_url=url, api_key=SecretStr(settings.api_key), model=settings.generator_model, temperature=0,
         max_tokens=args["max_tokens"], logprobs=True, top_logprobs=5, timeout=settings.request_timeout_s,
     )  # fmt: skip
-    recal, adapter_dir = await asyncio.to_thread(served_recalibrator, url, settings.scorer_model)
+    recal, adapter_dir = await asyncio.to_thread(
+        served_recalibrator, url, settings.scorer_model, api_key=settings.api_key
+    )
     if recal is not None:
         console.print(f"[dim]scores recalibrated ({recal.kind}, fitted on {recal.n_fit} dev answers; "
                       f"{adapter_dir}/recalibration.json)[/]")  # fmt: skip
@@ -178,6 +180,7 @@ def _table(rows: list[DemoRow]) -> Table:
                   f"{sum(r.guarded_s for r in rows):.1f} s")  # fmt: skip
     acc = f"{sum(r.guarded_correct for r in accepted)}/{len(accepted)}" if accepted else "-"
     table.add_row("accepted only (conf ≥ δ)", acc, f"{len(accepted)}/{n}", "", "")
+
     def stage(r: DemoRow, name: str) -> bool:
         return any(d.action.value == "retrieve" and d.params.get("stage") == name for d in r.guarded.trace.decisions)
 
@@ -199,8 +202,12 @@ def demo(
     retrieve_below: Annotated[float, typer.Option(help="retrieve from Chroma and regenerate below this")] = 0.35,
     accept_above: Annotated[float, typer.Option(help="δ: accept answers at or above this confidence")] = 0.35,
     distractors: Annotated[int, typer.Option(min=0, help="extra SciQ passages in the store")] = 200,
-    early: Annotated[bool, typer.Option(help="early retrieval: judge the question before generating, and "
-                                        "stop a low-confidence answer mid-stream")] = True,
+    early: Annotated[
+        bool,
+        typer.Option(
+            help="early retrieval: judge the question before generating, and stop a low-confidence answer mid-stream"
+        ),
+    ] = True,
     out_dir: Annotated[Path, typer.Option(help="where traces (JSONL) and the plot (PNG) go")] = Path("runs/demo"),
 ) -> None:
     """Guarded RAG on SciQ with the embedded default: stream, score, abort/retrieve/accept, summarise."""

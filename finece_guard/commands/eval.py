@@ -30,6 +30,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
+from finece_guard.backends.recalibration import (
+    RECALIBRATION_FILE,
+    IsotonicRecalibrator,
+    PlattRecalibrator,
+    Recalibrator,
+    recalibrator_for_adapter,
+)
+from finece_guard.backends.served_models import server_models
 from finece_guard.backends.stack import untrained_adapter
 from finece_guard.commands.common import console, fail, server_for
 from finece_guard.config import FineCESettings, load_settings
@@ -37,33 +45,13 @@ from finece_guard.data.construction import TaskSpec, select_questions
 from finece_guard.data.records import QARecord
 from finece_guard.errors import ConfigError, FineCEError
 from finece_guard.evaluation.compare import comparison_section, rescore_records
-from finece_guard.evaluation.harness import (
-    DEFAULT_STRATEGIES,
-    AnswerRecord,
-    EvalConfig,
-    EvalRunReport,
-    ServedEvalGenerator,
-    question_key,
-    read_records,
-    records_path,
-    run_eval,
-)
-from finece_guard.evaluation.recalibration import (
-    RECALIBRATION_FILE,
-    IsotonicRecalibrator,
-    PlattRecalibrator,
-    Recalibrator,
-    recalibrator_for_adapter,
-)
-from finece_guard.evaluation.report import (
-    FINECE_FULL,
-    adapter_info,
-    build_report,
-    fmt_cell,
-    machine_info,
-    server_models,
-    write_report,
-)
+from finece_guard.evaluation.generator import ServedEvalGenerator
+from finece_guard.evaluation.harness import EvalRunReport, run_eval
+from finece_guard.evaluation.markdown import fmt_cell
+from finece_guard.evaluation.records import AnswerRecord, question_key, read_records, records_path
+from finece_guard.evaluation.report import adapter_info, build_report, machine_info, write_report
+from finece_guard.evaluation.settings import DEFAULT_STRATEGIES, EvalConfig
+from finece_guard.evaluation.tables import FINECE_FULL
 
 DEFAULT_EVAL_TASKS = "arc_easy,sciq"
 
@@ -131,8 +119,14 @@ def _summary(report: dict[str, Any]) -> Table:
         first = True
         for method, m in t1["methods"].items():
             if method.startswith("FineCE") or method in ("P(True)", "Self-consistency", "Mean token prob"):
-                cells = [group if first else "", str(t1["n"]) if first else "",
-                         fmt_cell(t1["accuracy"]) if first else "", method, fmt_cell(m["ece"]), fmt_cell(m["auroc"])]
+                cells = [
+                    group if first else "",
+                    str(t1["n"]) if first else "",
+                    fmt_cell(t1["accuracy"]) if first else "",
+                    method,
+                    fmt_cell(m["ece"]),
+                    fmt_cell(m["auroc"]),
+                ]
                 table.add_row(*(escape(c) for c in cells))  # fmt: skip
                 first = False
     return table
@@ -174,8 +168,10 @@ def eval_command(
     bootstrap: Annotated[int, typer.Option(min=10, help="bootstrap resamples per interval")] = 1000,
     compare_adapter: Annotated[
         str | None,
-        typer.Option(help="re-score the same answers with this adapter folder ('untrained': the untrained LoRA) "
-                     "on a server started for it, and compare"),
+        typer.Option(
+            help="re-score the same answers with this adapter folder ('untrained': the untrained LoRA) "
+            "on a server started for it, and compare"
+        ),
     ] = None,
     compare_strategy: Annotated[str | None, typer.Option(help="strategy whose p(1) is compared (default: first)")] = (
         None
@@ -220,7 +216,7 @@ def eval_command(
         failed = 0
         failures: list[tuple[str, str]] = []
         with server_for(settings, base_url, quiet) as url:
-            models = server_models(url)
+            models = server_models(url, api_key=settings.api_key)
             missing = [m for m in (settings.generator_model, settings.scorer_model) if m not in models]
             if missing:
                 raise ConfigError(
@@ -228,7 +224,7 @@ def eval_command(
                     f"{', '.join(sorted(models)) or 'nothing'}); set FINECE_GENERATOR_MODEL / FINECE_SCORER_MODEL "
                     "to its names, or serve the FineCE stack with `finece-guard serve`"
                 )
-            adapter_path = (models.get(settings.scorer_model) or {}).get("root")
+            adapter_path = models[settings.scorer_model].root
             adapter = adapter_info(adapter_path)
             meta = {
                 "generator_model": settings.generator_model,
@@ -285,7 +281,7 @@ def eval_command(
             "command": command,
             "server_url": url,
             "generator_model": settings.generator_model,
-            "generator_path": (models.get(settings.generator_model) or {}).get("root"),
+            "generator_path": models[settings.generator_model].root,
             "scorer_model": settings.scorer_model,
             "adapter": adapter,
             "machine": machine_info(),

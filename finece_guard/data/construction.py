@@ -24,8 +24,6 @@ settings, so a killed run loses only the questions in flight.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import json
 import random
 import time
@@ -41,8 +39,9 @@ from finece_guard.data.checkers import is_correct
 from finece_guard.data.fragments import cluster, first_fragment, medoid, next_fragment
 from finece_guard.data.loaders import TASKS, load_task
 from finece_guard.data.records import QARecord
-from finece_guard.errors import BackendError, ConfigError, FineCEError
-from finece_guard.journal import Journal, gather_or_cancel
+from finece_guard.errors import BackendError, ConfigError
+from finece_guard.journal import RunReport, read_journal, run_journaled
+from finece_guard.seeding import derived_seed
 from finece_guard.types import CheckpointKind
 
 #: suffix of a task spec that shows the record's passage in the prompt (``sciq+passage``)
@@ -176,11 +175,6 @@ class QuestionData:
         return cls(**data)
 
 
-def _seed(base: int, *parts: object) -> int:
-    digest = hashlib.sha256("|".join(map(str, (base, *parts))).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 def _fraction_correct(record: QARecord, answers: Sequence[str]) -> float:
     return sum(is_correct(record, a) for a in answers) / len(answers)
 
@@ -205,7 +199,7 @@ async def construct_question(
         generations += c.k
         texts = await sampler.sample_continuations(
             question, prefix, n=c.k, max_tokens=c.max_tokens, temperature=c.temperature, top_p=c.top_p,
-            seed=_seed(c.seed, key, *where),
+            seed=derived_seed(c.seed, key, *where),
         )  # fmt: skip
         if len(texts) != c.k:  # labels are fractions of k: a short reply would skew them (or divide by 0)
             raise BackendError(f"the sampler returned {len(texts)} texts for n={c.k} ({key})")
@@ -278,52 +272,30 @@ def select_questions(
     return out
 
 
-def _meta_path(out: Path) -> Path:
-    return out.with_name(out.name + ".meta.json")
-
-
-def _check_meta(out: Path, meta: dict[str, Any]) -> None:
-    path = _meta_path(out)
-    if path.is_file():
-        old = json.loads(path.read_text())
-        diff = {k: (old.get(k), v) for k, v in meta.items() if old.get(k) != v}
-        if diff and out.is_file() and out.stat().st_size > 0:
-            changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-            raise ConfigError(
-                f"{out} was built with other settings ({changes}); resume with the same settings or use a new --out"
-            )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(meta, indent=2, sort_keys=True))
-
-
 def read_dataset(paths: Iterable[Path]) -> list[QuestionData]:
-    """All finished questions in one or more JSONL files (a torn last line is ignored).
+    """All finished questions in one or more JSONL files (a torn or unreadable line is ignored).
 
-    Lines are split at b"\\n" only: ``str.splitlines`` would also split inside a record at the
-    U+2028 / U+0085 that ``json.dumps(ensure_ascii=False)`` leaves unescaped in generated text, and
-    decoding per line keeps a torn line cut inside a UTF-8 character from failing the whole file.
+    Lines are split at ``\\n`` only (:func:`finece_guard.journal.read_journal`), so text with
+    U+2028 / U+0085 inside a record reads back whole.
     """
     out: list[QuestionData] = []
     for path in paths:
         if not path.is_file():
             raise ConfigError(f"{path} does not exist; build it with `finece-guard build-data --out {path}`")
-        for line in path.read_bytes().split(b"\n"):
-            if not line.strip():
-                continue
-            with contextlib.suppress(ValueError, TypeError, KeyError):  # UnicodeDecodeError is a ValueError
-                out.append(QuestionData.from_json(line.decode("utf-8")))
+        out += read_journal(path, QuestionData.from_json)
     return out
 
 
 @dataclass
-class BuildReport:
-    """What a build run did."""
+class BuildReport(RunReport):
+    """What a build run did (``finished`` = questions built now)."""
 
-    done_before: int = 0
-    built: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
     generations: int = 0
-    seconds: float = 0.0
+
+    @property
+    def built(self) -> int:
+        """Questions built by this run."""
+        return self.finished
 
 
 async def build_dataset(
@@ -343,36 +315,21 @@ async def build_dataset(
     killed at any moment loses at most those. A question whose backend calls fail (after the
     client's retries) is reported in :attr:`BuildReport.failed` and retried by the next run.
     """
-    if concurrency < 1:
-        raise ConfigError(f"concurrency={concurrency} must be at least 1")
-    _check_meta(out, {**asdict(config), **(meta or {})})
-    done = {q.key for q in read_dataset([out])} if out.is_file() else set()
-    todo = [(s, r) for s, r in questions if f"{s}:{r.id}" not in done]
-    report = BuildReport(done_before=len(questions) - len(todo))
-    t0 = time.perf_counter()
-    sem = asyncio.Semaphore(concurrency)
-    journal = Journal(out, QuestionData.from_json)  # repairs a torn tail, fsyncs every record
+    report = BuildReport()
 
-    async def one(spec: TaskSpec, record: QARecord) -> None:
-        async with sem:
-            try:
-                data = await construct_question(record, spec, sampler=sampler, embedder=embedder, config=config)
-            except FineCEError as exc:
-                report.failed.append((f"{spec}:{record.id}", f"{type(exc).__name__}: {exc}"))
-                result: QuestionData | None = None
-            else:
-                await journal.append(data.to_json())
-                report.built += 1
-                report.generations += data.generations
-                result = data
+    async def work(question: tuple[TaskSpec, QARecord]) -> QuestionData:
+        spec, record = question
+        return await construct_question(record, spec, sampler=sampler, embedder=embedder, config=config)
+
+    async def done(data: QuestionData | None) -> None:
+        if data is not None:
+            report.generations += data.generations
         if on_done is not None:
-            maybe = on_done(result)
+            maybe = on_done(data)
             if maybe is not None:
                 await maybe
 
-    async with journal:
-        try:
-            await gather_or_cancel(one(s, r) for s, r in todo)
-        finally:
-            report.seconds = time.perf_counter() - t0
-    return report
+    return await run_journaled(
+        questions, out, key=lambda q: f"{q[0]}:{q[1].id}", work=work, parse=QuestionData.from_json,
+        meta={**asdict(config), **(meta or {})}, concurrency=concurrency, report=report, on_done=done,
+    )  # fmt: skip

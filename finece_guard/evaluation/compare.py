@@ -24,9 +24,11 @@ import numpy as np
 
 from finece_guard.backends.base import BaseScorer, ScoreRequest
 from finece_guard.errors import MetricError
-from finece_guard.evaluation.harness import AnswerRecord, EvalRunReport, StateScore, StrategyTrace, run_journaled
-from finece_guard.evaluation.report import COMPARE_POSITIONS, METRIC_FNS, METRICS, cell
-from finece_guard.metrics import bootstrap_indices
+from finece_guard.evaluation.harness import EvalRunReport
+from finece_guard.evaluation.records import AnswerRecord, StateScore, StrategyTrace
+from finece_guard.evaluation.tables import ALL, COMPARE_POSITIONS, METRICS, cell
+from finece_guard.journal import run_journaled
+from finece_guard.metrics import UNCHECKED, bootstrap_indices
 from finece_guard.runtime.bci import refine
 from finece_guard.types import CheckpointKind, Score
 
@@ -93,8 +95,9 @@ async def rescore_records(
         return with_scores(record, values, alpha=alpha, window=window)
 
     return await run_journaled(
-        records, out, key=lambda r: r.key, work=work, meta={**meta, "alpha": alpha, "window": window},
-        concurrency=concurrency, on_done=on_done,
+        records, out, key=lambda r: r.key, work=work, parse=AnswerRecord.from_json,
+        meta={**meta, "alpha": alpha, "window": window}, concurrency=concurrency, report=EvalRunReport(),
+        on_done=on_done,
     )  # fmt: skip
 
 
@@ -111,7 +114,7 @@ def paired_difference(
     y = np.asarray(labels, dtype=np.float64)
     if not a.size == b.size == y.size:
         raise ValueError(f"paired difference needs equal lengths, got {a.size}, {b.size}, {y.size}")
-    fn = METRIC_FNS[metric]
+    fn = UNCHECKED[metric]
     out: dict[str, Any] = {"value": None, "low": None, "high": None, "n": int(y.size), "error": None}
     try:
         out["value"] = fn(a, y) - fn(b, y)
@@ -153,7 +156,7 @@ def comparison_section(
     for p in pairs:
         groups.setdefault(p[0].task, []).append(p)
     if len(groups) > 1:
-        groups["all"] = pairs
+        groups[ALL] = pairs
     out: dict[str, Any] = {}
     for group, ps in groups.items():
         labels = [int(a.correct) for a, _ in ps]

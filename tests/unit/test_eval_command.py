@@ -11,10 +11,12 @@ import typer
 from typer.testing import CliRunner
 
 from finece_guard.adapters import AdapterManifest
+from finece_guard.backends.recalibration import RECALIBRATION_FILE, load_recalibrator
+from finece_guard.backends.served_models import ServedModel
 from finece_guard.commands import eval as eval_cmd
 from finece_guard.data.construction import TaskSpec
 from finece_guard.data.records import QARecord
-from finece_guard.evaluation.recalibration import RECALIBRATION_FILE, load_recalibrator
+from finece_guard.errors import ConfigError
 from tests.unit.test_eval_harness import ANSWER, CountingScorer, FakeGenerator, mc_record
 
 
@@ -46,11 +48,12 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[typer.Typer, P
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     AdapterManifest(base_model="m", base_model_sha256="0" * 64, trained=True).write(adapter)
-    models = {"smollm2-135m-instruct": {"root": "/models/smol"}, "finece": {"root": str(adapter)}}
+    models = {"smollm2-135m-instruct": ServedModel("smollm2-135m-instruct", "/models/smol"),
+              "finece": ServedModel("finece", str(adapter), "smollm2-135m-instruct")}  # fmt: skip
     monkeypatch.setattr(eval_cmd, "ServedEvalGenerator", _Generator)
     monkeypatch.setattr(eval_cmd, "OpenAICompatScorer", _Scorer)
     monkeypatch.setattr(eval_cmd, "select_questions", _questions)
-    monkeypatch.setattr(eval_cmd, "server_models", lambda url: models)
+    monkeypatch.setattr(eval_cmd, "server_models", lambda url, api_key: models)
     cli = typer.Typer()
     cli.command("eval")(eval_cmd.eval_command)
     cli.command("noop")(lambda: None)  # two commands: "eval" stays a sub-command name
@@ -87,7 +90,17 @@ def test_eval_command_fits_saves_and_reuses_recalibration(app: tuple[typer.Typer
 def test_eval_command_refuses_fit_on_dev(app: tuple[typer.Typer, Path], tmp_path: Path) -> None:
     cli, _ = app
     result = CliRunner().invoke(
-        cli, ["eval", "--out", str(tmp_path / "o"), "--partition", "dev", "--fit-recalibration", "--base-url", "http://f/v1"]
+        cli,
+        [
+            "eval",
+            "--out",
+            str(tmp_path / "o"),
+            "--partition",
+            "dev",
+            "--fit-recalibration",
+            "--base-url",
+            "http://f/v1",
+        ],
     )
     assert result.exit_code == 2
     assert "evaluate another partition" in " ".join(result.output.split())
@@ -113,18 +126,40 @@ def test_eval_command_checks_served_models(
     app: tuple[typer.Typer, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cli, _ = app
-    monkeypatch.setattr(eval_cmd, "server_models", lambda url: {"other-model": {}})
+    monkeypatch.setattr(eval_cmd, "server_models", lambda url, api_key: {"other-model": ServedModel("other-model")})
     result = CliRunner().invoke(cli, ["eval", "--out", str(tmp_path / "o"), "--base-url", "http://f/v1", "--quiet"])
     assert result.exit_code == 2
     assert "does not serve 'smollm2-135m-instruct', 'finece'" in " ".join(result.output.split())
 
 
 def test_server_models_unreachable() -> None:
+    from finece_guard.backends.served_models import server_models
     from finece_guard.errors import BackendConnectionError
-    from finece_guard.evaluation.report import server_models
 
-    with pytest.raises(BackendConnectionError, match="Is the vLLM server up"):
+    with pytest.raises(BackendConnectionError, match="Is the vLLM server running"):
         server_models("http://127.0.0.1:9/v1", timeout_s=1.0)
+
+
+def test_server_models_sends_the_key_keeps_the_query_and_names_a_401() -> None:
+    import httpx
+
+    from finece_guard.backends.served_models import server_models
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.headers.get("authorization") != "Bearer right":
+            return httpx.Response(401, json={"error": "unauthorized"})
+        return httpx.Response(200, json={"data": [{"id": "finece", "root": "/a", "parent": "smol"}]})
+
+    transport = httpx.MockTransport(handler)
+    models = server_models("http://srv/v1?tenant=t1", api_key="right", transport=transport)
+    assert models["finece"].root == "/a" and models["finece"].parent == "smol"
+    assert str(seen[0].url) == "http://srv/v1/models?tenant=t1"
+    with pytest.raises(ConfigError, match="refused the API key") as info:
+        server_models("http://srv/v1", api_key="wrong", transport=transport)
+    assert "wrong" not in str(info.value) and "server up?" not in str(info.value)
 
 
 def test_eval_command_compares_with_a_reference_adapter_on_the_same_answers(

@@ -17,7 +17,9 @@ from finece_guard.evaluation.compare import (
     with_scores,
 )
 from finece_guard.evaluation.harness import AnswerRecord, StateScore, StrategyTrace, read_records
-from finece_guard.evaluation.report import auroc_fast, build_report, render_markdown
+from finece_guard.evaluation.markdown import render_markdown
+from finece_guard.evaluation.report import build_report
+from finece_guard.metrics import auroc_unchecked
 from finece_guard.runtime.bci import refine
 from finece_guard.testing import KeywordScorer
 from finece_guard.types import CheckpointKind
@@ -71,7 +73,7 @@ def test_paired_difference_is_the_metric_gap_and_its_interval_covers_it() -> Non
     noise = rng.random(200)
     d = paired_difference("auroc", good.tolist(), noise.tolist(), y.tolist(), n_resamples=300, seed=0)
     y_f = y.astype(float)
-    assert d["value"] == pytest.approx(auroc_fast(good, y_f) - auroc_fast(noise, y_f))
+    assert d["value"] == pytest.approx(auroc_unchecked(good, y_f) - auroc_unchecked(noise, y_f))
     assert d["low"] <= d["value"] <= d["high"]
     assert d["low"] > 0  # a real signal against noise: the interval excludes 0
     same = paired_difference("auroc", good.tolist(), good.tolist(), y.tolist(), n_resamples=100, seed=0)

@@ -34,9 +34,7 @@ FLAT = (("a", -1.1), ("b", -1.1), ("c", -1.1), ("d", -1.2), ("e", -1.3))  # entr
 
 
 def toks(texts: Sequence[str], flat_at: Sequence[int] = ()) -> list[TokenEvent]:
-    return [
-        TokenEvent(i, t, logprob=-0.2, top_logprobs=FLAT if i in flat_at else TOP) for i, t in enumerate(texts)
-    ]
+    return [TokenEvent(i, t, logprob=-0.2, top_logprobs=FLAT if i in flat_at else TOP) for i, t in enumerate(texts)]
 
 
 ANSWER = ["The", " sky", " is", " blue", ".\n", "It", " scatters", " light", ".\n", "Answer", ":", " A"]
@@ -270,6 +268,21 @@ def test_record_json_roundtrip() -> None:
         baselines=dict.fromkeys(BASELINES, 0.5),
     )  # fmt: skip
     assert AnswerRecord.from_json(rec.to_json()) == rec
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085", "\x1c", "\r"])
+def test_a_record_with_a_unicode_line_separator_reads_back(tmp_path: Path, separator: str) -> None:
+    """json.dumps(ensure_ascii=False) leaves these unescaped; str.splitlines() split the record and lost it."""
+    trace = StrategyTrace((0, 2), ("question only", "full answer"), (0.2, 0.6), (0.4, 0.6))
+    rec = AnswerRecord(
+        key="arc_easy:arc_easy/q1", task="arc_easy", record_id="arc_easy/q1", partition="test", question="q",
+        answer=f"a{separator}b", correct=True, final="A", n_tokens=2, finish_reason="stop",
+        tokens=("a", f"{separator}b"), token_logprobs=(-0.1, -0.2), states=(), strategies={"paragraph": trace},
+        baselines=dict.fromkeys(BASELINES, 0.5),
+    )  # fmt: skip
+    path = tmp_path / "records-test.jsonl"
+    path.write_text(rec.to_json() + "\n", encoding="utf-8", newline="")
+    assert read_records(path) == [rec]
 
 
 # --------------------------------------------------------------------------- resumable runs

@@ -9,26 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from finece_guard.backends.recalibration import IsotonicRecalibrator
 from finece_guard.errors import MetricError
 from finece_guard.evaluation.harness import BASELINES, AnswerRecord, EvalConfig, StateScore, StrategyTrace
-from finece_guard.evaluation.recalibration import IsotonicRecalibrator
-from finece_guard.evaluation.report import (
+from finece_guard.evaluation.markdown import fmt_cell, render_markdown
+from finece_guard.evaluation.report import build_report, write_report
+from finece_guard.evaluation.tables import (
     ALL,
     BASELINE_LABELS,
     FINECE_FULL,
     FINECE_QUESTION,
     FINECE_RECAL,
     POSITIONS,
-    auroc_fast,
-    brier_fast,
-    build_report,
     cell,
-    ece_fast,
-    fmt_cell,
-    render_markdown,
-    write_report,
 )
-from finece_guard.metrics import auroc, brier, ece
+from finece_guard.metrics import auroc, auroc_unchecked, brier, brier_unchecked, ece, ece_unchecked
 from finece_guard.runtime.bci import refine
 
 STRATEGIES = ("paragraph", "periodic:32")
@@ -72,18 +67,25 @@ def synthetic(task: str, n: int, seed: int) -> list[AnswerRecord]:
 RECORDS = synthetic("arc_easy", 40, 1) + synthetic("sciq", 30, 2)
 
 
-def test_fast_metrics_equal_library_metrics() -> None:
+def test_metric_kernels_equal_reference_implementations() -> None:
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    def ece_by_bins(c: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:  # the textbook definition
+        bins = np.minimum((c * n_bins).astype(int), n_bins - 1)
+        return float(sum((bins == b).mean() * abs(c[bins == b].mean() - y[bins == b].mean())
+                         for b in range(n_bins) if (bins == b).any()))  # fmt: skip
+
     rng = np.random.default_rng(0)
     for _ in range(20):
         c = np.round(rng.random(50), 1)  # many ties
         y = (rng.random(50) < c).astype(float)
         if y.min() == y.max():
             continue
-        assert ece_fast(c, y) == pytest.approx(ece(c, y), abs=1e-12)
-        assert auroc_fast(c, y) == pytest.approx(auroc(c, y), abs=1e-12)
-        assert brier_fast(c, y) == pytest.approx(brier(c, y), abs=1e-12)
+        assert ece_unchecked(c, y) == ece(c, y) == pytest.approx(ece_by_bins(c, y), abs=1e-12)
+        assert auroc_unchecked(c, y) == auroc(c, y) == pytest.approx(roc_auc_score(y, c), abs=1e-12)
+        assert brier_unchecked(c, y) == brier(c, y) == pytest.approx(brier_score_loss(y, c), abs=1e-12)
     with pytest.raises(MetricError):
-        auroc_fast(np.array([0.2, 0.4]), np.array([1.0, 1.0]))
+        auroc_unchecked(np.array([0.2, 0.4]), np.array([1.0, 1.0]))
 
 
 def test_cell_intervals_and_undefined() -> None:
@@ -134,8 +136,9 @@ def test_table_shapes() -> None:
             assert set(row) >= {"ece_p1", "ece_p1_bci", "ece_avg", "ece_avg_bci", "token_ratio"}
             assert 0.0 < row["token_ratio"] <= 1.0
     # recalibration before/after, thresholds, warnings (small n, truncated answers)
-    assert report["recalibration"]["groups"][ALL]["after"]["ece"]["value"] < (
-        report["recalibration"]["groups"][ALL]["before"]["ece"]["value"]
+    assert (
+        report["recalibration"]["groups"][ALL]["after"]["ece"]["value"]
+        < (report["recalibration"]["groups"][ALL]["before"]["ece"]["value"])
     )
     assert set(report["thresholds"]["accept"]) == {"raw", "recalibrated"}
     assert set(report["thresholds"]["abort"]) == set(STRATEGIES)

@@ -143,14 +143,16 @@ def test_load_errors(tmp_path: Path) -> None:
 
 
 def test_served_recalibrator_follows_the_adapter_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from finece_guard.evaluation import report
-    from finece_guard.evaluation.recalibration import IsotonicRecalibrator, served_recalibrator
+    from finece_guard.backends import served_models
+    from finece_guard.backends.recalibration import IsotonicRecalibrator, served_recalibrator
+    from finece_guard.backends.served_models import ServedModel
 
     with_file, without = tmp_path / "a", tmp_path / "b"
     without.mkdir()
     IsotonicRecalibrator().fit([0.1, 0.4, 0.6, 0.9], [0, 0, 1, 1]).save(with_file / "recalibration.json")
-    models = {"finece": {"root": str(with_file)}, "other": {"root": str(without)}, "remote": {"root": "/not/here"}}
-    monkeypatch.setattr(report, "server_models", lambda url: models)
+    models = {name: ServedModel(name, root, "smollm2") for name, root in
+              (("finece", str(with_file)), ("other", str(without)), ("remote", "/not/here"))}  # fmt: skip
+    monkeypatch.setattr(served_models, "server_models", lambda url, api_key: models)
     recal, folder = served_recalibrator("http://x/v1", "finece")
     assert folder == str(with_file) and recal is not None and recal.n_fit == 4
     assert served_recalibrator("http://x/v1", "other") == (None, str(without))
