@@ -12,7 +12,7 @@ import pytest
 from finece_guard.errors import ConfigError
 from finece_guard.training.examples import examples_from
 from finece_guard.training.forgery_check import forgery_pairs, forgery_shift
-from finece_guard.training.trainer import ScoreDataset, TrainConfig, _ScoreTrainer, train_adapter
+from finece_guard.training.trainer import ScoreDataset, ScoreTrainer, TrainConfig, train_adapter
 from tests.unit.test_training import (  # noqa: F401  (fixtures)
     one_torch_thread,
     question,
@@ -71,7 +71,7 @@ def test_length_grouped_sampler_batches_similar_lengths(tmp_path: Path) -> None:
     items = [Encoded([1] * n, (1.0,) + (0.0,) * 9, CheckpointKind.FINAL, 0.0) for n in [5, 400] * 320]
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, use_cpu=True, report_to="none")
     model = torch.nn.Linear(1, 1)
-    grouped = _ScoreTrainer(model=model, args=args, train_dataset=ScoreDataset(items), digit_ids=torch.arange(10),
+    grouped = ScoreTrainer(model=model, args=args, train_dataset=ScoreDataset(items), digit_ids=torch.arange(10),
                             group_by_length=True)._get_train_sampler()  # fmt: skip
     order = list(iter(grouped))
     assert sorted(order) == list(range(640))
