@@ -56,6 +56,9 @@ class Score:
     the scorer barely answered with a score); ``distribution`` maps score levels to their
     renormalised probabilities. When a recalibrator was applied, ``value`` is the recalibrated
     confidence and ``raw_value`` the scorer's own expected value (``None``: not recalibrated).
+    ``fused`` is FineCE+ (:mod:`finece_guard.backends.fusion`): the adapter's score combined with
+    the stream's token probabilities by the scorer's fitted fusion model (``None``: no model, or the
+    question-only state). Policies read ``value``; ``fused`` is reported beside it.
     """
 
     value: float
@@ -64,12 +67,15 @@ class Score:
     distribution: tuple[tuple[float, float], ...] = ()
     latency_s: float = 0.0
     raw_value: float | None = None
+    fused: float | None = None
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.value <= 1.0) or math.isnan(self.value):
             raise ValueError(f"score value must be in [0, 1], got {self.value!r}")
         if self.raw_value is not None and (not (0.0 <= self.raw_value <= 1.0) or math.isnan(self.raw_value)):
             raise ValueError(f"score raw_value must be in [0, 1] or None, got {self.raw_value!r}")
+        if self.fused is not None and (not (0.0 <= self.fused <= 1.0) or math.isnan(self.fused)):
+            raise ValueError(f"score fused must be in [0, 1] or None, got {self.fused!r}")
 
 
 @dataclass(frozen=True, slots=True)

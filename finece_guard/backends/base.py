@@ -3,7 +3,9 @@
 A scorer turns a state (question; question + partial answer; question + full answer) into a
 :class:`~finece_guard.types.Score`. Backends implement only ``ascore``; batching with bounded
 concurrency and the sync wrappers come from :class:`BaseScorer`. :func:`recalibrated` is how a
-backend applies an optional recalibrator (e.g. the adapter's ``recalibration.json``) to a score.
+backend applies an optional recalibrator (e.g. the adapter's ``recalibration.json``) to a score;
+:meth:`BaseScorer.with_fusion` adds FineCE+ (an optional fitted fusion model, e.g. the adapter's
+``finece_fusion.json``) from the stream's tokens, which only the caller that streams has.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
+from finece_guard.backends.fusion import FusionModel
 from finece_guard.sync_bridge import run_sync
-from finece_guard.types import CheckpointKind, Score
+from finece_guard.types import CheckpointKind, Score, TokenEvent
 
 #: (question, answer or None, kind)
 ScoreRequest = tuple[str, str | None, CheckpointKind]
@@ -40,6 +43,22 @@ class BaseScorer(ABC):
     """Async-first FineCE scorer with sync wrappers and bounded batching."""
 
     max_concurrency: int = 8
+    #: FineCE+ model applied by :meth:`with_fusion` (None: scores carry no ``fused`` value)
+    fusion: FusionModel | None = None
+
+    def with_fusion(self, score: Score, tokens: Sequence[TokenEvent], kind: CheckpointKind) -> Score:
+        """``score`` with ``fused`` set from the answer's ``tokens`` so far (unchanged without a model).
+
+        The fusion model was fit on the adapter's own (not recalibrated) values, so it reads
+        ``raw_value`` where a recalibrator was applied. The question-only state is never fused.
+        """
+        if self.fusion is None or kind is CheckpointKind.QUESTION:
+            return score
+        base = score.raw_value if score.raw_value is not None else score.value
+        fused = self.fusion.fuse(
+            base, [t.logprob for t in tokens], [t.text for t in tokens], final=kind is CheckpointKind.FINAL
+        )
+        return dataclasses.replace(score, fused=fused)
 
     @abstractmethod
     async def ascore(self, question: str, answer: str | None, kind: CheckpointKind) -> Score:

@@ -26,6 +26,7 @@ from typing import Any
 
 from finece_guard import checks
 from finece_guard.backends.base import BaseScorer, ScoreMap, recalibrated
+from finece_guard.backends.fusion import FusionModel
 from finece_guard.backends.http import OpenAIHTTP
 from finece_guard.backends.served_models import ScorerBinding, verify_scorer
 from finece_guard.config import FineCESettings
@@ -60,9 +61,12 @@ class OpenAICompatScorer(BaseScorer):
         generator_model: str | None = None,
         verify_timeout_s: float = _DEFAULTS["verify_timeout_s"].default,
         priority: int | None = _DEFAULTS["scorer_priority"].default,
+        fusion: FusionModel | None = None,
     ) -> None:
         """``generator_model``: the served generator the adapter must be a LoRA of (None: any served
-        base model). ``priority``: vLLM request priority of scoring requests (None: not sent)."""
+        base model). ``priority``: vLLM request priority of scoring requests (None: not sent).
+        ``fusion``: a FineCE+ model (e.g. ``fusion_for_adapter(adapter_dir)``) that streamed callers
+        apply at every checkpoint into ``Score.fused``."""
         self.http = OpenAIHTTP(
             base_url,
             api_key=api_key,
@@ -78,6 +82,9 @@ class OpenAICompatScorer(BaseScorer):
         self.scale = scale
         self.max_concurrency = self.http.max_concurrency
         self.recalibrator = recalibrator
+        if fusion is not None and not isinstance(fusion, FusionModel):
+            raise ConfigError(f"fusion={fusion!r} must be a FusionModel, e.g. fusion=FusionModel.load(adapter_dir)")
+        self.fusion = fusion
         if not isinstance(verify, bool):
             raise ConfigError(f"verify={verify!r} must be True or False, e.g. verify=False to skip the /models check")
         self.verify = verify

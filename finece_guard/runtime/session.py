@@ -163,6 +163,7 @@ def checkpoint_event(attempt: int, sc: ScoredCheckpoint) -> dict[str, Any]:
     return {
         "attempt": attempt, "position": cp.position, "kind": cp.kind.value, "n_tokens": cp.n_tokens,
         "reason": cp.reason, "score": s.value if s else None, "spread": s.spread if s else None, "error": sc.error,
+        "fused": s.fused if s else None,
     }  # fmt: skip
 
 

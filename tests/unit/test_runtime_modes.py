@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -494,3 +495,26 @@ async def test_agent_tool_turns_pass_through_and_an_unstreamed_answer_is_still_s
     # one tool turn (not retried) + the answer (retried up to 3 attempts only when it scores low)
     assert model.calls == 1 + (1 if accepted else 3)
     assert meta["attempts"] == (1 if accepted else 3)
+
+
+@pytest.mark.asyncio
+async def test_fused_scores_reach_the_result_in_every_mode() -> None:
+    """A scorer with a FineCE+ model: every mode's trace carries ``fused`` beside the adapter's value."""
+    from finece_guard.backends.fusion import FEATURES, FusionModel
+
+    n = len(FEATURES)  # a model that reads the adapter's logit only: fused = sigmoid(logit(value) + 0.5)
+    fusion = FusionModel(mean=(0.0,) * n, scale=(1.0,) * n, coef=(1.0,) + (0.0,) * (n - 1), intercept=0.5)
+    s = SCENARIOS[-1]  # reject: one complete attempt
+    for mode in GUARD_MODES:
+        scorer = KeywordScorer(rule)
+        scorer.fusion = fusion
+        guard = FineCEGuard(Echo(reply=s.reply), scorer=scorer, policies=s.policies())
+        result = (await _run_guard(mode, guard, s.question)).result
+        assert result is not None and not result.accepted, mode  # policies still read the adapter's value
+        scored = [sc.score for sc in result.attempts[0].trace.checkpoints]
+        assert scored[0] is not None and scored[0].fused is None, mode  # the question alone is never fused
+        assert len(scored) >= 2, mode
+        for score in scored[1:]:
+            assert score is not None and score.value in (0.1, 0.9), mode
+            logit = math.log(score.value / (1 - score.value))
+            assert score.fused == pytest.approx(1 / (1 + math.exp(-(logit + 0.5)))), mode

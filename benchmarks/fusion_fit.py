@@ -1,0 +1,224 @@
+"""FineCE+ (fusion) beside raw FineCE and the single-pass baselines, on the same eval records.
+
+Fits :class:`finece_guard.backends.fusion.FusionModel` on the partial and complete states of the
+*dev* records (``--dev``), or, without dev records, by 5-fold cross-fitting on the test records
+(folds by question, each answer predicted by a model that never saw it; said so in the result).
+Then reports, on the test records, AUROC / ECE / Brier with bootstrap intervals for raw FineCE,
+FineCE+ and every baseline, at the full answer and at p(1) (the first partial checkpoint of a
+strategy, against min / mean token probability of the very same prefix), pooled and per task, and
+the paired AUROC difference FineCE+ (and raw FineCE) minus the best single-pass baseline.
+
+    .venv/bin/python -m benchmarks.fusion_fit --test runs/x/eval/records-test.jsonl \\
+        [--dev runs/x/eval/records-dev.jsonl] --label cand-2026-12-02 [--save-model ADAPTER_DIR]
+
+Writes benchmarks/results/fusion_<label>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import finish, stamp
+from finece_guard.backends.fusion import FEATURES, FusionModel, fit_fusion, state_features
+from finece_guard.errors import MetricError
+from finece_guard.evaluation.records import AnswerRecord, read_records
+from finece_guard.metrics import auroc_unchecked, bootstrap, bootstrap_indices, brier, ece
+
+#: baselines that need no extra request (computed from the greedy answer's own token probabilities)
+SINGLE_PASS = ("first_prob", "mean_token_prob", "min_token_prob", "mean_entropy", "deepconf_lgc")
+OTHERS = ("p_true", "verbalized", "self_consistency")
+
+
+def _prefix_prob(record: AnswerRecord, n: int, how: str) -> float:
+    known = [lp for lp in record.token_logprobs[:n] if lp is not None]
+    if not known:
+        return 0.5
+    return math.exp(min(known)) if how == "min" else math.exp(sum(known) / len(known))
+
+
+def _states(record: AnswerRecord) -> list[tuple[list[float], float]]:
+    """(features, weight) of the record's partial states (weights sum to 1) and its final state (1)."""
+    partial = [s for s in record.states if s.kind == "partial"]
+    rows = [
+        (state_features(s.value, record.token_logprobs[: s.n_tokens], record.tokens[: s.n_tokens], final=False),
+         1.0 / len(partial))
+        for s in partial
+    ]  # fmt: skip
+    rows.append((_final_features(record), 1.0))
+    return rows
+
+
+def _final_features(record: AnswerRecord) -> list[float]:
+    return state_features(record.full_score, record.token_logprobs, record.tokens, final=True)
+
+
+def _fit(records: Sequence[AnswerRecord], meta: dict[str, Any]) -> FusionModel:
+    rows, labels, weights = [], [], []
+    for r in records:
+        for feats, w in _states(r):
+            rows.append(feats)
+            labels.append(r.correct)
+            weights.append(w)
+    return fit_fusion(rows, labels, weights=weights, meta=meta)
+
+
+def _p1(record: AnswerRecord, strategy: str) -> tuple[int, float] | None:
+    trace = record.strategies.get(strategy)
+    if trace is None or trace.n_partial < 1:
+        return None
+    return trace.n_tokens[1], trace.raw[1]
+
+
+def _columns(records: Sequence[AnswerRecord], predict: Callable[[AnswerRecord, list[float]], float],
+             strategy: str) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+    """Per position (full, p1): method -> values aligned with records (NaN where undefined)."""
+    full: dict[str, list[float]] = {"FineCE (raw)": [], "FineCE+ (fused)": []}
+    p1: dict[str, list[float]] = {"FineCE (raw)": [], "FineCE+ (fused)": [], "min_token_prob": [],
+                                  "mean_token_prob": []}  # fmt: skip
+    for name in (*SINGLE_PASS, *OTHERS):
+        full[name] = []
+    for r in records:
+        full["FineCE (raw)"].append(r.full_score)
+        full["FineCE+ (fused)"].append(predict(r, _final_features(r)))
+        for name in (*SINGLE_PASS, *OTHERS):
+            v = r.baselines.get(name)
+            full[name].append(float("nan") if v is None else float(v))
+        at = _p1(r, strategy)
+        if at is None:
+            for k in p1:
+                p1[k].append(float("nan"))
+            continue
+        n, raw = at
+        p1["FineCE (raw)"].append(raw)
+        feats = state_features(raw, r.token_logprobs[:n], r.tokens[:n], final=False)
+        p1["FineCE+ (fused)"].append(predict(r, feats))
+        p1["min_token_prob"].append(_prefix_prob(r, n, "min"))
+        p1["mean_token_prob"].append(_prefix_prob(r, n, "mean"))
+    return {"full": full, "p1": p1}
+
+
+def _metrics(values: Sequence[float], labels: Sequence[bool], n_boot: int) -> dict[str, Any]:
+    keep = [i for i, v in enumerate(values) if not math.isnan(v)]
+    c = np.asarray([values[i] for i in keep])
+    y = np.asarray([labels[i] for i in keep], dtype=int)
+    out: dict[str, Any] = {"n": len(keep)}
+    try:
+        iv = bootstrap(auroc_unchecked, c, y, n_resamples=n_boot)
+        out["auroc"] = [iv.value, iv.low, iv.high]
+    except MetricError as exc:
+        out["auroc"] = None
+        out["auroc_error"] = str(exc)
+    if len(keep):
+        out["ece"] = ece(c, y)
+        out["brier"] = brier(c, y)
+    return out
+
+
+def _paired(a: Sequence[float], b: Sequence[float], labels: Sequence[bool], n_boot: int) -> list[float] | None:
+    keep = [i for i in range(len(a)) if not (math.isnan(a[i]) or math.isnan(b[i]))]
+    ca, cb = np.asarray([a[i] for i in keep]), np.asarray([b[i] for i in keep])
+    y = np.asarray([labels[i] for i in keep], dtype=int)
+    try:
+        point = auroc_unchecked(ca, y) - auroc_unchecked(cb, y)
+        lo, hi, _ = bootstrap_indices(
+            lambda idx: auroc_unchecked(ca[idx], y[idx]) - auroc_unchecked(cb[idx], y[idx]), len(keep),
+            n_resamples=n_boot,
+        )  # fmt: skip
+    except MetricError:
+        return None
+    return [point, lo, hi]
+
+
+def _fmt(iv: list[float] | None) -> str:
+    return "n/a" if iv is None else f"{iv[0]:.3f} [{iv[1]:.3f}, {iv[2]:.3f}]"
+
+
+def _section(title: str, cols: dict[str, list[float]], labels: list[bool], n_boot: int,
+             single: Sequence[str]) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+    metrics = {name: _metrics(vals, labels, n_boot) for name, vals in cols.items()}
+    defined = [s for s in single if metrics[s].get("auroc")]
+    best = max(defined, key=lambda s: metrics[s]["auroc"][0]) if defined else None
+    lines = [f"#### {title} (n = {len(labels)}, accuracy {np.mean(labels):.3f})", "",
+             "| method | AUROC ↑ | ECE ↓ | Brier ↓ |", "|---|---|---|---|"]  # fmt: skip
+    for name, m in metrics.items():
+        ece_s = f"{m['ece']:.3f}" if "ece" in m else "n/a"
+        brier_s = f"{m['brier']:.3f}" if "brier" in m else "n/a"
+        lines.append(
+            f"| {name}{' (best single-pass)' if name == best else ''} | {_fmt(m['auroc'])} | {ece_s} | {brier_s} |"
+        )
+    diffs: dict[str, Any] = {"best_single_pass": best}
+    if best is not None:
+        for ours in ("FineCE (raw)", "FineCE+ (fused)"):
+            diffs[ours] = _paired(cols[ours], cols[best], labels, n_boot)
+            lines.append(f"\n{ours} − {best}: AUROC {_fmt(diffs[ours])} (paired bootstrap)")
+    return {"metrics": metrics, "differences": diffs}, [*lines, ""]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--test", type=Path, required=True)
+    ap.add_argument("--dev", type=Path)
+    ap.add_argument("--label", required=True)
+    ap.add_argument("--strategy", default="paragraph", help="strategy whose first partial checkpoint is p(1)")
+    ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--save-model", type=Path, help="write the model fit on dev (folder: its finece_fusion.json)")
+    args = ap.parse_args(argv)
+
+    test = read_records(args.test)
+    if args.dev is not None:
+        dev = read_records(args.dev)
+        model = _fit(dev, {"fit_on": str(args.dev), "records": len(dev)})
+
+        def predict(r: AnswerRecord, feats: list[float]) -> float:
+            return model.predict(feats)
+
+        how = f"fit on {len(dev)} dev records ({args.dev})"
+        if args.save_model is not None:
+            model.save(args.save_model)
+    else:
+        folds: dict[str, FusionModel] = {}
+        keys = sorted({r.key for r in test})
+        fold_of = {k: i % 5 for i, k in enumerate(keys)}
+        for f in range(5):
+            train = [r for r in test if fold_of[r.key] != f]
+            folds[str(f)] = _fit(train, {"fold": f, "records": len(train)})
+
+        def predict(r: AnswerRecord, feats: list[float]) -> float:
+            return folds[str(fold_of[r.key])].predict(feats)
+
+        how = (
+            "5-fold cross-fitting on the test records "
+            "(no dev records given; each answer scored by a model that never saw it)"
+        )
+        model = None
+
+    result: dict[str, Any] = {**stamp(), "test": str(args.test), "fusion": how, "features": list(FEATURES),
+                              "strategy_p1": args.strategy, "sections": {}}  # fmt: skip
+    md = [f"## FineCE+ (fusion) vs raw FineCE and baselines: {args.label}", "",
+          f"{result['machine']}; {result['date']}. Test records: `{args.test}` ({len(test)} answers). "
+          f"Fusion: {how}. Features: {', '.join(FEATURES)}. p(1): first partial checkpoint of "
+          f"`{args.strategy}`, compared with min / mean token probability of the same prefix.", ""]  # fmt: skip
+    groups = {"pooled": test, **{t: [r for r in test if r.task == t] for t in sorted({r.task for r in test})}}
+    for gname, recs in groups.items():
+        labels = [r.correct for r in recs]
+        cols = _columns(recs, predict, args.strategy)
+        md.append(f"### {gname}")
+        md.append("")
+        for pos, single in (("full", SINGLE_PASS), ("p1", ("min_token_prob", "mean_token_prob"))):
+            title = "full answer" if pos == "full" else "p(1)"
+            sec, lines = _section(f"{gname}: {title}", cols[pos], labels, args.bootstrap, single)
+            result["sections"][f"{gname}/{pos}"] = sec
+            md += lines
+    if model is not None:
+        result["model"] = {"coef": dict(zip(FEATURES, model.coef, strict=True)), "intercept": model.intercept}
+    finish(f"fusion_{args.label}", result, md)
+
+
+if __name__ == "__main__":
+    main()
