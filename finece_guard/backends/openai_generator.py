@@ -9,14 +9,14 @@ the iteration closes the HTTP stream, which makes vLLM abort the request server-
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from finece_guard import checks
 from finece_guard.backends.http import OpenAIHTTP
-from finece_guard.config import FineCESettings
-from finece_guard.errors import BackendError, ConfigError
+from finece_guard.config import FromSettings, setting_default
+from finece_guard.errors import BackendError
 from finece_guard.redact import redact_text
 from finece_guard.runtime.text import logprob_token_events
 from finece_guard.types import TokenEvent
@@ -47,21 +47,32 @@ def _token_events(choice: dict[str, Any], start: int) -> list[TokenEvent]:
     return logprob_token_events(delta_text, (choice.get("logprobs") or {}).get("content"), start)
 
 
-class OpenAICompatGenerator:
+class OpenAICompatGenerator(FromSettings):
     """Streams answers of the generator model from an OpenAI-compatible server."""
+
+    SETTINGS: ClassVar[Mapping[str, str]] = {
+        "model": "generator_model",
+        "api_key": "api_key",
+        "top_logprobs": "generator_top_logprobs",
+        "timeout_s": "generation_timeout_s",
+        "connect_timeout_s": "connect_timeout_s",
+        "retries": "retries",
+        "max_concurrency": "max_concurrency",
+        "priority": "generator_priority",
+    }
 
     def __init__(
         self,
         base_url: str,
         *,
         model: str,
-        api_key: str = "EMPTY",
-        top_logprobs: int = 5,
-        timeout_s: float = 120.0,
-        connect_timeout_s: float = 5.0,
-        retries: int = 2,
-        max_concurrency: int = 8,
-        priority: int = FineCESettings.model_fields["generator_priority"].default,
+        api_key: str = setting_default("api_key"),
+        top_logprobs: int = setting_default("generator_top_logprobs"),
+        timeout_s: float = setting_default("generation_timeout_s"),
+        connect_timeout_s: float = setting_default("connect_timeout_s"),
+        retries: int = setting_default("retries"),
+        max_concurrency: int = setting_default("max_concurrency"),
+        priority: int = setting_default("generator_priority"),
     ) -> None:
         """``priority``: vLLM request priority (lower runs first; 0, vLLM's default, is not sent)."""
         checks.integer("top_logprobs", top_logprobs, low=0, high=20, example=5)
@@ -82,21 +93,6 @@ class OpenAICompatGenerator:
 
     def _priority(self) -> dict[str, Any]:
         return {"priority": self.priority} if self.priority else {}
-
-    @classmethod
-    def from_settings(cls, settings: FineCESettings, base_url: str | None = None) -> OpenAICompatGenerator:
-        url = base_url or settings.base_url
-        if url is None:
-            raise ConfigError("no server URL: pass base_url or set FINECE_BASE_URL (e.g. http://127.0.0.1:8011/v1)")
-        return cls(
-            url,
-            model=settings.generator_model,
-            api_key=settings.api_key,
-            timeout_s=settings.request_timeout_s,
-            connect_timeout_s=settings.connect_timeout_s,
-            max_concurrency=settings.max_concurrency,
-            priority=settings.generator_priority,
-        )
 
     async def astream(
         self,

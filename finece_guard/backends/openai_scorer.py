@@ -22,45 +22,59 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from finece_guard import checks
 from finece_guard.backends.base import BaseScorer, ScoreMap, recalibrated
 from finece_guard.backends.fusion import FusionModel
 from finece_guard.backends.http import OpenAIHTTP
 from finece_guard.backends.served_models import ScorerBinding, verify_scorer
-from finece_guard.config import FineCESettings
+from finece_guard.config import FromSettings, setting_default
 from finece_guard.errors import BackendHTTPError, ConfigError, ScoreReadoutError
 from finece_guard.prompts import DEFAULT_SCALE, ScoreScale, build_scorer_messages
 from finece_guard.redact import redact_text
 from finece_guard.sync_bridge import run_sync
 from finece_guard.types import CheckpointKind, Score
 
-_DEFAULTS = FineCESettings.model_fields
 
-
-class OpenAICompatScorer(BaseScorer):
+class OpenAICompatScorer(BaseScorer, FromSettings):
     """Scores states with the ``finece`` adapter served by vLLM (or any compatible server)."""
+
+    SETTINGS: ClassVar[Mapping[str, str]] = {
+        "model": "scorer_model",
+        "api_key": "api_key",
+        "top_logprobs": "top_logprobs",
+        "min_mass": "min_score_mass",
+        "timeout_s": "request_timeout_s",
+        "connect_timeout_s": "connect_timeout_s",
+        "retries": "retries",
+        "max_concurrency": "max_concurrency",
+        "verify": "verify_server",
+        "generator_model": "generator_model",
+        "verify_timeout_s": "verify_timeout_s",
+        "priority": "scorer_priority",
+    }
 
     def __init__(
         self,
         base_url: str,
         *,
-        model: str = "finece",
-        api_key: str = "EMPTY",
-        top_logprobs: int = 20,
-        min_mass: float = 0.01,
-        timeout_s: float = 60.0,
-        connect_timeout_s: float = 5.0,
-        retries: int = 3,
+        model: str = setting_default("scorer_model"),
+        api_key: str = setting_default("api_key"),
+        top_logprobs: int = setting_default("top_logprobs"),
+        min_mass: float = setting_default("min_score_mass"),
+        timeout_s: float = setting_default("request_timeout_s"),
+        connect_timeout_s: float = setting_default("connect_timeout_s"),
+        retries: int = setting_default("retries"),
         deadline_s: float | None = None,
-        max_concurrency: int = 8,
+        max_concurrency: int = setting_default("max_concurrency"),
         scale: ScoreScale = DEFAULT_SCALE,
         recalibrator: ScoreMap | None = None,
-        verify: bool = _DEFAULTS["verify_server"].default,
+        verify: bool = setting_default("verify_server"),
         generator_model: str | None = None,
-        verify_timeout_s: float = _DEFAULTS["verify_timeout_s"].default,
-        priority: int | None = _DEFAULTS["scorer_priority"].default,
+        verify_timeout_s: float = setting_default("verify_timeout_s"),
+        priority: int | None = setting_default("scorer_priority"),
         fusion: FusionModel | None = None,
     ) -> None:
         """``generator_model``: the served generator the adapter must be a LoRA of (None: any served
@@ -101,30 +115,6 @@ class OpenAICompatScorer(BaseScorer):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.http.safe_base_url!r}, model={self.model!r})"
-
-    @classmethod
-    def from_settings(
-        cls, settings: FineCESettings, base_url: str | None = None, *, recalibrator: ScoreMap | None = None
-    ) -> OpenAICompatScorer:
-        url = base_url or settings.base_url
-        if url is None:
-            raise ConfigError("no server URL: pass base_url or set FINECE_BASE_URL (e.g. http://127.0.0.1:8011/v1)")
-        return cls(
-            url,
-            model=settings.scorer_model,
-            api_key=settings.api_key,
-            top_logprobs=settings.top_logprobs,
-            min_mass=settings.min_score_mass,
-            timeout_s=settings.request_timeout_s,
-            connect_timeout_s=settings.connect_timeout_s,
-            retries=settings.retries,
-            max_concurrency=settings.max_concurrency,
-            recalibrator=recalibrator,
-            verify=settings.verify_server,
-            generator_model=settings.generator_model,
-            verify_timeout_s=settings.verify_timeout_s,
-            priority=settings.scorer_priority,
-        )
 
     async def averify(self) -> ScorerBinding | None:
         """Check, once, that the scorer model is a FineCE LoRA of the served generator (see module doc).

@@ -74,11 +74,9 @@ async def _run_partition(
     meta: dict[str, Any],
     concurrency: int,
 ) -> EvalRunReport:
-    generator = ServedEvalGenerator(
-        url, model=settings.generator_model, api_key=settings.api_key, top_logprobs=config.top_logprobs,
-        timeout_s=max(settings.request_timeout_s, 300.0), connect_timeout_s=settings.connect_timeout_s,
-        retries=settings.retries, max_concurrency=settings.max_concurrency,
-    )  # fmt: skip
+    generator = ServedEvalGenerator.from_settings(
+        settings, url, top_logprobs=config.top_logprobs, timeout_s=max(settings.generation_timeout_s, 300.0)
+    )
     scorer = OpenAICompatScorer.from_settings(settings, url)  # raw scores: recalibration is applied in the report
     done = {r.key for r in read_records(out_file)}
     already = sum(1 for s, r in questions if question_key(s, r) in done)

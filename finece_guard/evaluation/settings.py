@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from finece_guard.config import setting_default
 from finece_guard.data.partition import PARTITIONS
 from finece_guard.errors import ConfigError
 from finece_guard.runtime.checkpoints import CheckpointStrategy, parse_strategy
@@ -28,15 +29,15 @@ class EvalConfig:
     partition: str = "test"
     max_tokens: int = 200
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
-    alpha: float = 0.5
-    window: int = 2
+    alpha: float = setting_default("bci_alpha")
+    window: int = setting_default("bci_window")
     sc_n: int = 5
     sc_temperature: float = 0.8
     sc_top_p: float = 0.95
     lookahead_w: int = 0
     lookahead_d: int = 0
     lookahead_tokens: int = 64
-    top_logprobs: int = 20
+    top_logprobs: int = setting_default("top_logprobs")
     deepconf_window: int = 32
     verbalized_max_tokens: int = 16
     verbalized_prefix: str = "Confidence:"

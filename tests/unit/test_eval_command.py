@@ -24,6 +24,10 @@ class _Generator(FakeGenerator):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__({"Question number": ANSWER})  # every answer ends "Answer: A"
 
+    @classmethod
+    def from_settings(cls, *args: Any, **kwargs: Any) -> _Generator:
+        return cls()
+
     async def aclose(self) -> None:
         return None
 
