@@ -1,0 +1,198 @@
+"""Retrieval-on-low-confidence: accuracy vs retrieval rate as the threshold moves, against random gating.
+
+The main job's question: when the confidence of the answer written *without* retrieval is low,
+retrieve the passage and regenerate; is a confidence gate worth having? For SciQ test questions
+that have a support passage, the generator answers twice (greedy): without the passage and with
+it. Each gate ranks the questions by a signal of the *first* (passage-less) run only:
+
+* FineCE of the question alone (retrieve before generating: ``RetrieveBelow(θ, early=True)``);
+* FineCE of the full passage-less answer (retrieve and regenerate after answering);
+* FineCE+ of that answer (``--fusion``: a fitted :class:`~finece_guard.backends.fusion.FusionModel`);
+* the best free single-pass signals of that answer: min and mean token probability;
+* random gating (its expected accuracy at each rate), never / always retrieve, and the oracle.
+
+Gating at rate r retrieves for the r·N questions with the lowest signal; accuracy counts the
+passage answer where it retrieved and the passage-less one elsewhere. At r = 50% the gain over
+random gating is reported with a paired bootstrap interval over questions (the issue's bar: ≥ 5
+accuracy points).
+
+    .venv/bin/python -m benchmarks.gating_curve --base-url http://127.0.0.1:8021/v1 --model cand \\
+        --n 150 --label cand-2026-12-02 [--fusion ADAPTER_DIR_OR_JSON]
+
+Writes benchmarks/results/gating_curve_<label>.json, .md and .png (matplotlib, if installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import OUT, finish, stamp
+from finece_guard.backends.fusion import FusionModel
+from finece_guard.backends.http import OpenAIHTTP
+from finece_guard.backends.openai_scorer import OpenAICompatScorer
+from finece_guard.config import DEFAULT_GENERATOR
+from finece_guard.data.checkers import is_correct
+from finece_guard.data.loaders import load_task
+from finece_guard.data.records import QARecord
+from finece_guard.types import CheckpointKind
+
+RATES = tuple(round(0.05 * i, 2) for i in range(21))
+MAX_TOKENS = 96
+
+
+async def _answer(http: OpenAIHTTP, generator: str, prompt: str) -> tuple[str, list[float | None], list[str]]:
+    body = await http.post_json("/chat/completions", {
+        "model": generator, "messages": [{"role": "user", "content": prompt}], "max_tokens": MAX_TOKENS,
+        "temperature": 0.0, "logprobs": True, "top_logprobs": 1,
+    })  # fmt: skip
+    choice = body["choices"][0]
+    content = (choice.get("logprobs") or {}).get("content") or []
+    return str(choice["message"]["content"] or ""), [t.get("logprob") for t in content], [t["token"] for t in content]
+
+
+async def _one(
+    record: QARecord, http: OpenAIHTTP, scorer: OpenAICompatScorer, generator: str, fusion: FusionModel | None
+) -> dict[str, Any]:
+    plain, lps, toks = await _answer(http, generator, record.prompt())
+    with_passage, _, _ = await _answer(http, generator, record.prompt(with_context=True))
+    question = record.prompt()
+    q_score = await scorer.ascore(question, None, CheckpointKind.QUESTION)
+    full = await scorer.ascore(question, plain, CheckpointKind.FINAL)
+    known = [lp for lp in lps if lp is not None]
+    row = {
+        "id": record.id, "plain_correct": is_correct(record, plain),
+        "passage_correct": is_correct(record, with_passage),
+        "fine_ce_question": q_score.value, "fine_ce_full": full.value,
+        "min_token_prob": math.exp(min(known)) if known else 0.5,
+        "mean_token_prob": math.exp(sum(known) / len(known)) if known else 0.5,
+        "answer": plain, "answer_with_passage": with_passage,
+    }  # fmt: skip
+    if fusion is not None:
+        row["fine_ce_plus_full"] = fusion.fuse(full.value, lps, toks, final=True)
+    return row
+
+
+def accuracy_at(signal: np.ndarray, plain: np.ndarray, passage: np.ndarray, rate: float) -> float:
+    """Accuracy when the ``rate`` share of questions with the lowest signal retrieve (ties: stable order)."""
+    k = round(rate * len(signal))
+    retrieve = np.zeros(len(signal), dtype=bool)
+    retrieve[np.argsort(signal, kind="stable")[:k]] = True
+    return float(np.where(retrieve, passage, plain).mean())
+
+
+def curves(rows: Sequence[dict[str, Any]], gates: Sequence[str]) -> dict[str, list[float]]:
+    plain = np.asarray([r["plain_correct"] for r in rows], dtype=float)
+    passage = np.asarray([r["passage_correct"] for r in rows], dtype=float)
+    out = {g: [accuracy_at(np.asarray([r[g] for r in rows]), plain, passage, rate) for rate in RATES] for g in gates}
+    out["random (expected)"] = [float(plain.mean() + rate * (passage.mean() - plain.mean())) for rate in RATES]
+    gain = passage - plain  # the oracle retrieves where it helps most
+    out["oracle"] = [accuracy_at(-gain, plain, passage, rate) for rate in RATES]
+    return out
+
+
+def gain_at_half(rows: Sequence[dict[str, Any]], gate: str, n_boot: int = 1000, seed: int = 0) -> list[float]:
+    """Accuracy of ``gate`` at a 50% retrieval rate minus random gating's, with a bootstrap interval."""
+    plain = np.asarray([r["plain_correct"] for r in rows], dtype=float)
+    passage = np.asarray([r["passage_correct"] for r in rows], dtype=float)
+    signal = np.asarray([r[gate] for r in rows], dtype=float)
+
+    def stat(idx: np.ndarray) -> float:
+        p, q = plain[idx], passage[idx]
+        return accuracy_at(signal[idx], p, q, 0.5) - float(p.mean() + 0.5 * (q.mean() - p.mean()))
+
+    rng = np.random.default_rng(seed)
+    boots = [stat(rng.integers(0, len(rows), len(rows))) for _ in range(n_boot)]
+    return [stat(np.arange(len(rows))), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]
+
+
+def _plot(curve: dict[str, list[float]], path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, ys in curve.items():
+        style = "--" if name in ("random (expected)", "oracle") else "-"
+        ax.plot([100 * r for r in RATES], [100 * y for y in ys], style, label=name)
+    ax.set_xlabel("retrieval rate (%)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    records = [r for r in load_task("sciq", partition="test") if r.context][: args.n]
+    fusion = FusionModel.load(args.fusion) if args.fusion else None
+    http = OpenAIHTTP(args.base_url, timeout_s=300, max_concurrency=args.concurrency)
+    scorer = OpenAICompatScorer(args.base_url, model=args.model, timeout_s=300, max_concurrency=args.concurrency)
+    sem = asyncio.Semaphore(args.concurrency)
+
+    async def guarded(r: QARecord) -> dict[str, Any]:
+        async with sem:
+            return await _one(r, http, scorer, args.generator, fusion)
+
+    try:
+        rows = list(await asyncio.gather(*(guarded(r) for r in records)))
+    finally:
+        await scorer.aclose()
+        await http.aclose()
+    return {"rows": rows, "fusion": str(args.fusion) if args.fusion else None}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base-url", required=True)
+    ap.add_argument("--model", default="finece", help="served scorer (LoRA) name")
+    ap.add_argument("--generator", default=DEFAULT_GENERATOR)
+    ap.add_argument("--n", type=int, default=150)
+    ap.add_argument("--concurrency", type=int, default=6)
+    ap.add_argument("--fusion", type=Path)
+    ap.add_argument("--label", required=True)
+    args = ap.parse_args(argv)
+    data = asyncio.run(run(args))
+    rows = data["rows"]
+    gates = ["fine_ce_question", "fine_ce_full", "min_token_prob", "mean_token_prob"]
+    if data["fusion"]:
+        gates.append("fine_ce_plus_full")
+    curve = curves(rows, gates)
+    gains = {g: gain_at_half(rows, g) for g in gates}
+    plain = float(np.mean([r["plain_correct"] for r in rows]))
+    passage = float(np.mean([r["passage_correct"] for r in rows]))
+    png = OUT / f"gating_curve_{args.label}.png"
+    plotted = _plot(curve, png, f"SciQ test, n={len(rows)}: retrieval-on-low-confidence ({args.label})")
+    result = {**stamp(args.base_url), "scorer_model": args.model, "n": len(rows), "accuracy_without_passage": plain,
+              "accuracy_with_passage": passage, "rates": list(RATES), "curves": curve, "gain_over_random_at_50": gains,
+              "fusion": data["fusion"], "rows": rows}  # fmt: skip
+    half = RATES.index(0.5)
+    md = [f"## Gating curve: {args.label}", "",
+          f"{result['machine']}; {result['date']}; scorer `{args.model}`; {len(rows)} SciQ test questions with a "
+          f"support passage; greedy, ≤ {MAX_TOKENS} tokens. Accuracy without the passage {plain:.3f}, with it "
+          f"{passage:.3f} (always retrieve).", "",
+          "| gate (signal of the passage-less run) | accuracy at 25% | at 50% | at 75% "
+          "| gain over random at 50% [95% CI] |",
+          "|---|---|---|---|---|"]  # fmt: skip
+    for name, ys in curve.items():
+        g = gains.get(name)
+        gain = f"{100 * g[0]:+.1f} pts [{100 * g[1]:+.1f}, {100 * g[2]:+.1f}]" if g else "-"
+        md.append(f"| {name} | {ys[RATES.index(0.25)]:.3f} | {ys[half]:.3f} | {ys[RATES.index(0.75)]:.3f} | {gain} |")
+    if plotted:
+        md += ["", f"![gating curve]({png.name})"]
+    finish(f"gating_curve_{args.label}", result, md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""The gating-curve arithmetic of benchmarks/gating_curve.py (accuracy at a retrieval rate, gain over random)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.gating_curve import RATES, accuracy_at, curves, gain_at_half
+
+
+def _rows(signal_is_informative: bool) -> list[dict[str, object]]:
+    rows = []
+    for i in range(40):
+        helps = i % 2 == 0  # retrieval turns a wrong answer right on half the questions
+        signal = (0.1 if helps else 0.9) if signal_is_informative else 0.5 + 0.01 * (i % 7)
+        rows.append({"plain_correct": not helps and i % 4 == 1, "passage_correct": True, "gate": signal})
+    return rows
+
+
+def test_accuracy_at_retrieves_the_lowest_signals() -> None:
+    plain = np.array([0.0, 1.0, 0.0, 1.0])
+    passage = np.array([1.0, 1.0, 1.0, 0.0])
+    signal = np.array([0.1, 0.9, 0.2, 0.3])
+    assert accuracy_at(signal, plain, passage, 0.0) == 0.5
+    assert accuracy_at(signal, plain, passage, 0.5) == 1.0  # the two lowest (0.1, 0.2) retrieve
+    assert accuracy_at(signal, plain, passage, 1.0) == 0.75
+
+
+def test_an_informative_gate_matches_the_oracle_and_beats_random() -> None:
+    good, flat = _rows(True), _rows(False)
+    c = curves(good, ["gate"])
+    assert c["gate"][RATES.index(0.5)] == pytest.approx(c["oracle"][RATES.index(0.5)])
+    gain = gain_at_half(good, "gate", n_boot=200)
+    assert gain[0] == pytest.approx(0.75 - 0.625) and gain[1] > 0.0  # 30/40 right vs random 0.25 + 0.5 * 0.75
+    assert abs(gain_at_half(flat, "gate", n_boot=200)[0]) < 0.15
+    assert c["random (expected)"][0] == pytest.approx(np.mean([r["plain_correct"] for r in good]))
+    assert c["random (expected)"][-1] == 1.0
