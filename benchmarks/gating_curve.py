@@ -7,7 +7,8 @@ it. Each gate ranks the questions by a signal of the *first* (passage-less) run 
 
 * FineCE of the question alone (retrieve before generating: ``RetrieveBelow(θ, early=True)``);
 * FineCE of the full passage-less answer (retrieve and regenerate after answering);
-* FineCE+ of that answer (``--fusion``: a fitted :class:`~finece_guard.backends.fusion.FusionModel`);
+* FineCE+ of that answer (``--fusion``: a fitted :class:`~finece_guard.backends.fusion.FusionModel`,
+  applied to the first ``--model``); several comma-separated ``--model`` adapters score the same answers;
 * the best free single-pass signals of that answer: min and mean token probability;
 * random gating (its expected accuracy at each rate), never / always retrieve, and the oracle.
 
@@ -17,7 +18,7 @@ random gating is reported with a paired bootstrap interval over questions (the i
 accuracy points).
 
     .venv/bin/python -m benchmarks.gating_curve --base-url http://127.0.0.1:8021/v1 --model cand \\
-        --n 150 --label cand-2026-12-02 [--fusion ADAPTER_DIR_OR_JSON]
+        --n 150 --label cand-2026-12-02 [--model cand,finece] [--fusion ADAPTER_DIR_OR_JSON]
 
 Writes benchmarks/results/gating_curve_<label>.json, .md and .png (matplotlib, if installed).
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,24 +60,23 @@ async def _answer(http: OpenAIHTTP, generator: str, prompt: str) -> tuple[str, l
 
 
 async def _one(
-    record: QARecord, http: OpenAIHTTP, scorer: OpenAICompatScorer, generator: str, fusion: FusionModel | None
+    record: QARecord, http: OpenAIHTTP, scorers: dict[str, OpenAICompatScorer], generator: str
 ) -> dict[str, Any]:
     plain, lps, toks = await _answer(http, generator, record.prompt())
     with_passage, _, _ = await _answer(http, generator, record.prompt(with_context=True))
     question = record.prompt()
-    q_score = await scorer.ascore(question, None, CheckpointKind.QUESTION)
-    full = await scorer.ascore(question, plain, CheckpointKind.FINAL)
     known = [lp for lp in lps if lp is not None]
-    row = {
+    row: dict[str, Any] = {
         "id": record.id, "plain_correct": is_correct(record, plain),
         "passage_correct": is_correct(record, with_passage),
-        "fine_ce_question": q_score.value, "fine_ce_full": full.value,
         "min_token_prob": math.exp(min(known)) if known else 0.5,
         "mean_token_prob": math.exp(sum(known) / len(known)) if known else 0.5,
-        "answer": plain, "answer_with_passage": with_passage,
+        "answer": plain, "answer_with_passage": with_passage, "logprobs": lps, "tokens": toks,
     }  # fmt: skip
-    if fusion is not None:
-        row["fine_ce_plus_full"] = fusion.fuse(full.value, lps, toks, final=True)
+    for name, scorer in scorers.items():
+        row[f"fine_ce_question[{name}]"] = (await scorer.ascore(question, None, CheckpointKind.QUESTION)).value
+        full = (await scorer.ascore(question, plain, CheckpointKind.FINAL)).value
+        row[f"fine_ce_full[{name}]"] = full
     return row
 
 
@@ -134,40 +135,53 @@ def _plot(curve: dict[str, list[float]], path: Path, title: str) -> bool:
     return True
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     records = [r for r in load_task("sciq", partition="test") if r.context][: args.n]
-    fusion = FusionModel.load(args.fusion) if args.fusion else None
     http = OpenAIHTTP(args.base_url, timeout_s=300, max_concurrency=args.concurrency)
-    scorer = OpenAICompatScorer(args.base_url, model=args.model, timeout_s=300, max_concurrency=args.concurrency)
+    scorers = {
+        m: OpenAICompatScorer(args.base_url, model=m, timeout_s=300, max_concurrency=args.concurrency)
+        for m in args.model.split(",")
+    }
     sem = asyncio.Semaphore(args.concurrency)
 
     async def guarded(r: QARecord) -> dict[str, Any]:
         async with sem:
-            return await _one(r, http, scorer, args.generator, fusion)
+            return await _one(r, http, scorers, args.generator)
 
     try:
         rows = list(await asyncio.gather(*(guarded(r) for r in records)))
     finally:
-        await scorer.aclose()
+        for scorer in scorers.values():
+            await scorer.aclose()
         await http.aclose()
-    return {"rows": rows, "fusion": str(args.fusion) if args.fusion else None}
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base-url", required=True)
-    ap.add_argument("--model", default="finece", help="served scorer (LoRA) name")
+    ap.add_argument("--model", default="finece", help="served scorer (LoRA) names, comma-separated (same answers)")
     ap.add_argument("--generator", default=DEFAULT_GENERATOR)
     ap.add_argument("--n", type=int, default=150)
     ap.add_argument("--concurrency", type=int, default=6)
     ap.add_argument("--fusion", type=Path)
     ap.add_argument("--label", required=True)
+    ap.add_argument("--from-json", type=Path, help="reuse the answers and scores of an earlier result file")
     args = ap.parse_args(argv)
-    data = asyncio.run(run(args))
-    rows = data["rows"]
-    gates = ["fine_ce_question", "fine_ce_full", "min_token_prob", "mean_token_prob"]
-    if data["fusion"]:
-        gates.append("fine_ce_plus_full")
+    if args.from_json is not None:  # e.g. to add FineCE+ once a fusion model has been fit
+        rows: list[dict[str, Any]] = json.loads(args.from_json.read_text())["rows"]
+    else:
+        rows = asyncio.run(run(args))
+    models = args.model.split(",")
+    fusion = FusionModel.load(args.fusion) if args.fusion else None
+    for row in rows:
+        if fusion is not None:
+            full = row[f"fine_ce_full[{models[0]}]"]
+            row[f"fine_ce_plus_full[{models[0]}]"] = fusion.fuse(full, row["logprobs"], row["tokens"], final=True)
+    gates = [f"fine_ce_{what}[{m}]" for m in models for what in ("question", "full")]
+    gates += ["min_token_prob", "mean_token_prob"]
+    if fusion is not None:
+        gates.append(f"fine_ce_plus_full[{models[0]}]")
     curve = curves(rows, gates)
     gains = {g: gain_at_half(rows, g) for g in gates}
     plain = float(np.mean([r["plain_correct"] for r in rows]))
@@ -176,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     plotted = _plot(curve, png, f"SciQ test, n={len(rows)}: retrieval-on-low-confidence ({args.label})")
     result = {**stamp(args.base_url), "scorer_model": args.model, "n": len(rows), "accuracy_without_passage": plain,
               "accuracy_with_passage": passage, "rates": list(RATES), "curves": curve, "gain_over_random_at_50": gains,
-              "fusion": data["fusion"], "rows": rows}  # fmt: skip
+              "fusion": str(args.fusion) if args.fusion else None, "rows": rows}  # fmt: skip
     half = RATES.index(0.5)
     md = [f"## Gating curve: {args.label}", "",
           f"{result['machine']}; {result['date']}; scorer `{args.model}`; {len(rows)} SciQ test questions with a "
