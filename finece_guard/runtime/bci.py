@@ -28,8 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from finece_guard.config import setting_default
 from finece_guard.errors import ConfigError
 from finece_guard.types import CheckpointKind, Score
+
+_ALPHA = setting_default("bci_alpha")
+_WINDOW = setting_default("bci_window")
 
 
 def _check(alpha: float, window: int) -> None:
@@ -39,7 +43,7 @@ def _check(alpha: float, window: int) -> None:
         raise ConfigError(f"BCI window={window!r} must be at least 1")
 
 
-def refine(scores: Sequence[float | None], *, alpha: float = 0.5, window: int = 2) -> list[float | None]:
+def refine(scores: Sequence[float | None], *, alpha: float = _ALPHA, window: int = _WINDOW) -> list[float | None]:
     """Retrospective BCI over a finished trace; ``None`` (unscored) entries are skipped and kept.
 
     A window larger than what remains averages over the remaining checkpoints only.
@@ -57,7 +61,7 @@ def refine(scores: Sequence[float | None], *, alpha: float = 0.5, window: int = 
     return out
 
 
-def integrate_paths(current: float, paths: Sequence[Sequence[float]], *, alpha: float = 0.5) -> float:
+def integrate_paths(current: float, paths: Sequence[Sequence[float]], *, alpha: float = _ALPHA) -> float:
     """Look-ahead eq. 5: fold scored future paths (each a list of step scores) into ``current``.
 
     Each path is first refined with retrospective BCI (window = its depth); the mean of the
@@ -160,7 +164,7 @@ async def look_ahead(
     scorer: StateScorer,
     width: int = 4,
     depth: int = 1,
-    alpha: float = 0.5,
+    alpha: float = _ALPHA,
     max_tokens_per_step: int = 64,
 ) -> LookAheadResult:
     """Sample ``width`` continuations of ``depth`` paragraphs, score them and integrate (eq. 5)."""
@@ -180,9 +184,7 @@ async def look_ahead(
         )
     step_texts = [split_paragraphs(c, depth) for c in conts]
     jobs = [
-        scorer.ascore(question, answer_prefix + step, CheckpointKind.PARTIAL)
-        for steps in step_texts
-        for step in steps
+        scorer.ascore(question, answer_prefix + step, CheckpointKind.PARTIAL) for steps in step_texts for step in steps
     ]
     scores = await asyncio.gather(*jobs)
     it = iter(scores)

@@ -64,6 +64,7 @@ from langchain_core.runnables.config import ensure_config, patch_config
 from pydantic import ConfigDict
 
 from finece_guard.backends.base import BaseScorer
+from finece_guard.config import setting_default
 from finece_guard.errors import ConfigError
 from finece_guard.runtime.bci import ContinuationSampler, refine
 from finece_guard.runtime.checkpoints import CheckpointStrategy
@@ -79,6 +80,10 @@ from finece_guard.runtime.text import (
     with_passages,
 )
 from finece_guard.sync_bridge import iterate_sync, run_sync
+
+_ALPHA = setting_default("bci_alpha")
+_WINDOW = setting_default("bci_window")
+_DEADLINE_S = setting_default("score_deadline_s")
 
 StreamMode = Literal["live", "final"]
 
@@ -240,16 +245,18 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
         context_key: str = "context",
         stream_mode: StreamMode = "live",
         on_scorer_error: ScorerErrorMode = "closed",
-        alpha: float = 0.5,
-        window: int = 2,
-        deadline_s: float = 30.0,
+        alpha: float = _ALPHA,
+        window: int = _WINDOW,
+        deadline_s: float = _DEADLINE_S,
         fallback: str | None = None,
         name: str | None = None,
     ) -> None:
         if not isinstance(runnable, Runnable):
             raise ConfigError(f"FineCEGuard wraps a LangChain Runnable (chat model or chain), got {type(runnable)!r}")
         if not isinstance(scorer, BaseScorer):
-            raise ConfigError(f"scorer={scorer!r} is not a scorer: pass e.g. OpenAICompatScorer('http://127.0.0.1:8011/v1')")
+            raise ConfigError(
+                f"scorer={scorer!r} is not a scorer: pass e.g. OpenAICompatScorer('http://127.0.0.1:8011/v1')"
+            )
         if stream_mode not in ("live", "final"):
             raise ConfigError(f"stream_mode={stream_mode!r}: use 'live' or 'final'")
         if on_scorer_error not in ("open", "closed"):

@@ -41,6 +41,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import patch_config
 
 from finece_guard.backends.base import BaseScorer
+from finece_guard.config import setting_default
 from finece_guard.errors import ConfigError, GenerationAborted
 from finece_guard.runtime.bci import ContinuationSampler, LookAhead
 from finece_guard.runtime.checkpoints import CheckpointStrategy
@@ -51,6 +52,10 @@ from finece_guard.runtime.policies.compose import Budget
 from finece_guard.runtime.text import QUESTION_KEY, SESSION_KEY, chunk_token_events, question_of_messages
 from finece_guard.sync_bridge import bridge_loop, call_on
 from finece_guard.types import ScoredCheckpoint, Trace
+
+_ALPHA = setting_default("bci_alpha")
+_WINDOW = setting_default("bci_window")
+_DEADLINE_S = setting_default("score_deadline_s")
 
 T = TypeVar("T")
 
@@ -94,9 +99,9 @@ class FineCECallbackHandler(BaseCallbackHandler):
         policies: Sequence[Policy] = (),
         budget: Budget | None = None,
         sampler: ContinuationSampler | None = None,
-        alpha: float = 0.5,
-        window: int = 2,
-        deadline_s: float = 30.0,
+        alpha: float = _ALPHA,
+        window: int = _WINDOW,
+        deadline_s: float = _DEADLINE_S,
         score_question: bool = True,
         max_kept: int = 1024,
     ) -> None:

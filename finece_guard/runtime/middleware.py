@@ -32,6 +32,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import var_child_runnable_config
 
 from finece_guard.backends.base import BaseScorer
+from finece_guard.config import setting_default
 from finece_guard.errors import SetupError
 from finece_guard.runtime.bci import ContinuationSampler
 from finece_guard.runtime.checkpoints import CheckpointStrategy
@@ -42,6 +43,10 @@ from finece_guard.runtime.policies.compose import Budget
 from finece_guard.runtime.session import AttemptRequest, GuardedSession, GuardTrace
 from finece_guard.runtime.text import message_text, question_of_messages, with_passages
 from finece_guard.sync_bridge import run_sync
+
+_ALPHA = setting_default("bci_alpha")
+_WINDOW = setting_default("bci_window")
+_DEADLINE_S = setting_default("score_deadline_s")
 
 try:
     from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
@@ -93,9 +98,9 @@ class FineCEMiddleware(AgentMiddleware):
         sampler: ContinuationSampler | None = None,
         budget: Budget | None = None,
         on_scorer_error: Literal["open", "closed"] = "closed",
-        alpha: float = 0.5,
-        window: int = 2,
-        deadline_s: float = 30.0,
+        alpha: float = _ALPHA,
+        window: int = _WINDOW,
+        deadline_s: float = _DEADLINE_S,
         fallback: str = DEFAULT_FALLBACK,
     ) -> None:
         super().__init__()

@@ -28,9 +28,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from finece_guard.backends.base import BaseScorer
+from finece_guard.config import setting_default
 from finece_guard.runtime.bci import refine
 from finece_guard.runtime.checkpoints import CheckpointStrategy, ParagraphEnd
 from finece_guard.types import Checkpoint, CheckpointKind, ScoredCheckpoint, TokenEvent, Trace
+
+_ALPHA = setting_default("bci_alpha")
+_WINDOW = setting_default("bci_window")
+_DEADLINE_S = setting_default("score_deadline_s")
 
 
 @dataclass(frozen=True)
@@ -51,10 +56,10 @@ class RunMonitor:
         scorer: BaseScorer,
         strategy: CheckpointStrategy | None = None,
         *,
-        alpha: float = 0.5,
-        window: int = 2,
+        alpha: float = _ALPHA,
+        window: int = _WINDOW,
         score_question: bool = True,
-        deadline_s: float = 60.0,
+        deadline_s: float = _DEADLINE_S,
         on_scored: Callable[[ScoredCheckpoint], None] | None = None,
     ) -> None:
         self.question = question
@@ -228,9 +233,9 @@ async def stream_with_confidence(
     messages: Sequence[dict[str, str]] | None = None,
     max_tokens: int = 256,
     temperature: float = 0.0,
-    alpha: float = 0.5,
-    window: int = 2,
-    deadline_s: float = 60.0,
+    alpha: float = _ALPHA,
+    window: int = _WINDOW,
+    deadline_s: float = _DEADLINE_S,
 ) -> AsyncIterator[TokenEvent | ScoredCheckpoint | Trace]:
     """Stream an answer from an :class:`~finece_guard.OpenAICompatGenerator`, yielding tokens and
     scored checkpoints as they happen, then the Trace."""

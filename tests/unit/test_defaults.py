@@ -74,8 +74,6 @@ def test_every_mapped_field_exists() -> None:
         assert set(cls.SETTINGS.values()) <= set(FineCESettings.model_fields), cls
 
 
-@pytest.mark.xfail(strict=True, reason="runtime owner: guard/handler/middleware/monitor deadline_s defaults still "
-                   "literal (30/30/30/60); set them to setting_default('score_deadline_s')")  # fmt: skip
 def test_runtime_deadlines_are_the_settings_default() -> None:
     from finece_guard.runtime.guard import FineCEGuard
     from finece_guard.runtime.handler import FineCECallbackHandler
@@ -83,7 +81,10 @@ def test_runtime_deadlines_are_the_settings_default() -> None:
     from finece_guard.runtime.monitor import RunMonitor, stream_with_confidence
 
     for target in (FineCEGuard, FineCECallbackHandler, FineCEMiddleware, RunMonitor, stream_with_confidence):
-        assert inspect.signature(target).parameters["deadline_s"].default == setting_default("score_deadline_s")
+        params = inspect.signature(target).parameters
+        assert params["deadline_s"].default == setting_default("score_deadline_s"), target
+        assert params["alpha"].default == setting_default("bci_alpha"), target
+        assert params["window"].default == setting_default("bci_window"), target
 
 
 def test_changing_a_default_in_config_changes_it_everywhere(tmp_path: Path) -> None:
