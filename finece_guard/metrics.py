@@ -22,6 +22,21 @@ from scipy.stats import rankdata
 
 from finece_guard.errors import MetricError
 
+__all__ = [
+    "UNCHECKED",
+    "Interval",
+    "accuracy",
+    "accuracy_unchecked",
+    "auroc",
+    "auroc_unchecked",
+    "bootstrap",
+    "bootstrap_indices",
+    "brier",
+    "brier_unchecked",
+    "ece",
+    "ece_unchecked",
+]
+
 Array = NDArray[np.float64]
 
 

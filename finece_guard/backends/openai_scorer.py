@@ -6,7 +6,7 @@ output token at temperature 0 with ``top_logprobs``; the score is the expected v
 score tokens' probabilities at that position. Prefix caching in vLLM makes re-scoring a growing
 answer cheap (same question and instruction, longer answer). An optional ``recalibrator``
 (e.g. the adapter's ``recalibration.json``, see
-:func:`finece_guard.evaluation.recalibration.recalibrator_for_adapter`) maps each value; the raw
+:func:`finece_guard.backends.recalibration.recalibrator_for_adapter`) maps each value; the raw
 expected value stays in ``Score.raw_value``.
 
 Before its first score (sync or async) the scorer checks, once, what it talks to

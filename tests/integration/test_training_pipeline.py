@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from finece_guard import AdapterManifest, OpenAICompatScorer
+from finece_guard import OpenAICompatScorer
+from finece_guard.adapters import AdapterManifest
 from finece_guard.backends.stack import resolve_stack
 from finece_guard.backends.vllm_server import VLLMServer, free_port
 from finece_guard.config import load_settings

@@ -28,12 +28,11 @@ from finece_guard import (
     ScoredCheckpoint,
     TokenEvent,
     Trace,
-    look_ahead,
-    refine,
     stream_with_confidence,
 )
 from finece_guard.backends.openai_generator import StreamStats, question_messages
 from finece_guard.config import DEFAULT_GENERATOR, DEFAULT_SCORER
+from finece_guard.runtime.bci import look_ahead, refine
 
 pytestmark = pytest.mark.integration
 
