@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from finece_guard.errors import ConfigError
@@ -126,19 +128,26 @@ def test_verdict_reject_wins_and_default_accepts() -> None:
     assert default.action is Action.ACCEPT and default.policy == "default"
 
 
-def test_no_policy_combination_loops_forever() -> None:
-    """Simulate the guard's loop with always-unhappy policies: the budget ends it."""
-    budget = Budget(max_attempts=4, max_retrievals=2)
-    policies = [RetrieveBelow(1.0, max_retrievals=99), RetryBelow(1.0, max_attempts=99)]
-    attempts, retrievals = 1, 0
-    while True:
-        view = _view([0.1, 0.1], phase="attempt_end", attempts_used=attempts, retrievals_used=retrievals)
-        d, _ = decide_regeneration(policies, view, budget, tokens_used=0, can_retrieve=True)
-        if not d.acts:
-            break
-        attempts += 1
-        retrievals += d.action is Action.RETRIEVE
-    assert attempts == 4 and retrievals == 2
+@pytest.mark.asyncio
+async def test_no_policy_combination_loops_forever() -> None:
+    """The guard's own attempt loop with always-unhappy policies: the budget ends it."""
+    from langchain_core.documents import Document
+
+    from finece_guard.runtime.guard import FineCEGuard
+    from finece_guard.testing import EchoChatModel, KeywordScorer
+    from tests.unit.test_guard import ListRetriever
+
+    guard = FineCEGuard(
+        EchoChatModel(delay_s=0.0, reply=lambda p, k: "Still unsure."), scorer=KeywordScorer(lambda q, a, kind: 0.1),
+        retriever=ListRetriever(docs=[Document("A passage.", id="doc-1")]),
+        policies=[RetrieveBelow(1.0, max_retrievals=99), RetryBelow(1.0, max_attempts=99)],
+        budget=Budget(max_attempts=4, max_retrievals=2),
+    )  # fmt: skip
+    result = await asyncio.wait_for(guard.ainvoke("Q?"), timeout=60)
+    actions = [d.action for d in result.trace.decisions]
+    assert len(result.attempts) == 4
+    assert (actions.count(Action.RETRIEVE), actions.count(Action.RETRY)) == (2, 1)
+    assert result.trace.verdict is not None
 
 
 def test_kept_attempt_latest_context_then_best_confidence() -> None:
