@@ -4,8 +4,10 @@ Same prompts, greedy, one ``ChatOpenAI`` and one ``FineCEGuard`` shared by all N
 side by side in one run (unguarded then guarded at each N). Reported per N: generated tokens/s over
 the whole batch, wall time, mean and p90 time to first token, the guarded/unguarded throughput
 ratio, and the guard's checkpoints scored vs skipped (superseded under load), plus whether every
-run's question-only and final states were scored. The server's scheduling policy and dtype are
-those ``finece-guard serve`` chose (priority scheduling: scoring requests queue behind generation).
+run's question-only and final states were scored, for each guard ``max_partial_scores`` cap
+(``--partial-limits none,4``: no cap vs at most 4 partial scores in flight across the runs).
+The server's scheduling policy and dtype are those ``finece-guard serve`` chose (priority
+scheduling: scoring requests queue behind generation).
 
     make bench   (or: .venv/bin/python -m benchmarks.load --base-url http://127.0.0.1:8011/v1)
 
@@ -85,39 +87,46 @@ async def ttft_guarded(guard: FineCEGuard, prompts: list[str]) -> list[float]:
     return sorted(d[1] for d in done)
 
 
-async def run(base_url: str, sizes: list[int], max_tokens: int) -> dict[str, Any]:
+async def run(base_url: str, sizes: list[int], max_tokens: int, limits: list[int | None]) -> dict[str, Any]:
     llm = ChatOpenAI(base_url=base_url, api_key="EMPTY", model=DEFAULT_GENERATOR, temperature=0,  # type: ignore[call-arg]
                      max_tokens=max_tokens, logprobs=True, top_logprobs=5, timeout=900,
                      stream_usage=True)  # fmt: skip
     scorer = OpenAICompatScorer(base_url, timeout_s=900)
-    guard = FineCEGuard(llm, scorer=scorer, deadline_s=600.0, on_scorer_error="open")
+    guards = {
+        limit: FineCEGuard(llm, scorer=scorer, deadline_s=600.0, on_scorer_error="open", max_partial_scores=limit)
+        for limit in limits
+    }
     records = load_task("sciq", partition="test") + load_task("arc_easy", partition="test")
     prompts_all = [r.prompt() for r in records]
     await batch(llm, prompts_all[:4], None)  # warm-up (kernel compilation for new shapes)
-    await batch(llm, prompts_all[:4], guard)
+    await batch(llm, prompts_all[:4], guards[limits[0]])
     rows = []
     for n in sizes:
         prompts = prompts_all[:n]
         plain = await batch(llm, prompts, None)
-        guarded = await batch(llm, prompts, guard)
-        ttfts = await ttft_guarded(guard, prompts[: min(n, 16)])
-        guarded["ttft_mean_s_streams"] = statistics.mean(ttfts)
-        rows.append({"n": n, "unguarded": plain, "guarded": guarded,
-                     "throughput_ratio": guarded["tokens_per_s"] / max(plain["tokens_per_s"], 1e-9)})  # fmt: skip
-        assert guard.handler.active_runs == 0 and guard.handler.pending_tasks() == 0
+        for limit, guard in guards.items():  # side by side with the same unguarded run
+            guarded = await batch(llm, prompts, guard)
+            ttfts = await ttft_guarded(guard, prompts[: min(n, 16)])
+            guarded["ttft_mean_s_streams"] = statistics.mean(ttfts)
+            rows.append({"n": n, "max_partial_scores": limit, "unguarded": plain, "guarded": guarded,
+                         "throughput_ratio": guarded["tokens_per_s"] / max(plain["tokens_per_s"], 1e-9)})  # fmt: skip
+            assert guard.handler.active_runs == 0 and guard.handler.pending_tasks() == 0
     return {**stamp(base_url), "max_tokens": max_tokens, "rows": rows}
 
 
 def markdown(result: dict[str, Any], header: list[str]) -> list[str]:
     lines = [*header, "", f"{result['machine']}; SciQ + ARC-Easy test prompts, greedy, max_tokens "
              f"{result['max_tokens']}, paragraph checkpoints, one guard shared by all streams.", "",
-             "| N | unguarded tok/s | guarded tok/s | ratio | unguarded wall s | guarded wall s | TTFT unguarded "
-             "(mean / p90) | TTFT guarded streams (mean) | checkpoints scored / skipped | question, final scored |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| N | partial-score cap | unguarded tok/s | guarded tok/s | ratio | unguarded wall s | guarded wall s "
+             "| TTFT unguarded (mean / p90) | TTFT guarded streams (mean) | checkpoints scored / skipped "
+             "| question, final scored |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in result["rows"]:
         u, g = r["unguarded"], r["guarded"]
+        cap = r.get("max_partial_scores", "none")
         lines.append(
-            f"| {r['n']} | {u['tokens_per_s']:.1f} | {g['tokens_per_s']:.1f} | {r['throughput_ratio']:.2f} | "
+            f"| {r['n']} | {'none' if cap is None else cap} | {u['tokens_per_s']:.1f} | {g['tokens_per_s']:.1f} | "
+            f"{r['throughput_ratio']:.2f} | "
             f"{u['wall_s']:.1f} | {g['wall_s']:.1f} | {u['ttft_mean_s']:.2f} / {u['ttft_p90_s']:.2f} | "
             f"{g['ttft_mean_s_streams']:.2f} | {g['checkpoints_scored']} / {g['checkpoints_skipped']} | "
             f"{g['question_scored_share']:.0%}, {g['final_scored_share']:.0%} |"
@@ -130,8 +139,10 @@ def main() -> None:
     ap.add_argument("--base-url", default="http://127.0.0.1:8011/v1")
     ap.add_argument("--sizes", default="16,32,64")
     ap.add_argument("--max-tokens", type=int, default=96)
+    ap.add_argument("--partial-limits", default="none,4", help="guard max_partial_scores values to compare")
     args = ap.parse_args()
-    result = asyncio.run(run(args.base_url, [int(x) for x in args.sizes.split(",")], args.max_tokens))
+    limits = [None if x == "none" else int(x) for x in args.partial_limits.split(",")]
+    result = asyncio.run(run(args.base_url, [int(x) for x in args.sizes.split(",")], args.max_tokens, limits))
     finish("load", result, markdown(result, [f"# Load: guarded vs unguarded streams ({result['date']})"]))
 
 

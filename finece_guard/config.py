@@ -82,6 +82,9 @@ class FineCESettings(BaseSettings):
     score_deadline_s: float = Field(
         default=30.0, gt=0, allow_inf_nan=False, description="how long a finished run waits for pending scores"
     )
+    max_partial_scores: int | None = Field(
+        default=4, ge=1, description="partial-checkpoint scores in flight across one guard's runs (None: no cap)"
+    )
     min_score_mass: float = Field(default=0.01, ge=0.0, le=1.0, allow_inf_nan=False)
     bci_alpha: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
     bci_window: int = Field(default=2, ge=1)

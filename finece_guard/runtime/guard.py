@@ -84,6 +84,7 @@ from finece_guard.sync_bridge import iterate_sync, run_sync
 _ALPHA = setting_default("bci_alpha")
 _WINDOW = setting_default("bci_window")
 _DEADLINE_S = setting_default("score_deadline_s")
+_MAX_PARTIAL = setting_default("max_partial_scores")
 
 StreamMode = Literal["live", "final"]
 
@@ -227,6 +228,9 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
             is rejected) or ``"open"`` (accepted, flagged ``scoring_failed``).
         alpha, window: BCI settings.
         deadline_s: the longest a run waits for pending scores when its answer ends.
+        max_partial_scores: partial-checkpoint scores in flight across all runs of this guard (None: no
+            cap); under load the newest checkpoint of a run waits and older ones are skipped (recorded
+            in ``trace.meta["skipped"]``); question-only and final scores are never capped.
         fallback: message shown for a rejected answer (default: the AcceptAbove's fallback).
     """
 
@@ -248,6 +252,7 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
         alpha: float = _ALPHA,
         window: int = _WINDOW,
         deadline_s: float = _DEADLINE_S,
+        max_partial_scores: int | None = _MAX_PARTIAL,
         fallback: str | None = None,
         name: str | None = None,
     ) -> None:
@@ -289,7 +294,7 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
         self.fallback = fallback if fallback is not None else accept.fallback if accept else DEFAULT_FALLBACK
         self.handler = FineCECallbackHandler(
             scorer, strategy=checkpoints, policies=self.policies, budget=self.budget, sampler=sampler,
-            alpha=alpha, window=window, deadline_s=deadline,
+            alpha=alpha, window=window, deadline_s=deadline, max_partial_scores=max_partial_scores,
         )  # fmt: skip
         self.name = name or "FineCEGuard"
 

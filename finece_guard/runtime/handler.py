@@ -46,7 +46,7 @@ from finece_guard.errors import ConfigError, GenerationAborted
 from finece_guard.runtime.bci import ContinuationSampler, LookAhead
 from finece_guard.runtime.checkpoints import CheckpointStrategy
 from finece_guard.runtime.decider import HandlerEvent, InStreamDecider, RunState, SessionBudget
-from finece_guard.runtime.monitor import RunMonitor
+from finece_guard.runtime.monitor import PartialScoreLimit, RunMonitor
 from finece_guard.runtime.policies.base import Decision, Policy
 from finece_guard.runtime.policies.compose import Budget
 from finece_guard.runtime.text import QUESTION_KEY, SESSION_KEY, chunk_token_events, question_of_messages
@@ -56,6 +56,7 @@ from finece_guard.types import ScoredCheckpoint, Trace
 _ALPHA = setting_default("bci_alpha")
 _WINDOW = setting_default("bci_window")
 _DEADLINE_S = setting_default("score_deadline_s")
+_MAX_PARTIAL = setting_default("max_partial_scores")
 
 T = TypeVar("T")
 
@@ -104,6 +105,7 @@ class FineCECallbackHandler(BaseCallbackHandler):
         deadline_s: float = _DEADLINE_S,
         score_question: bool = True,
         max_kept: int = 1024,
+        max_partial_scores: int | None = _MAX_PARTIAL,
     ) -> None:
         if not isinstance(deadline_s, int | float) or not deadline_s > 0 or deadline_s == float("inf"):
             raise ConfigError(f"deadline_s={deadline_s!r} must be a finite number of seconds > 0 (e.g. 30.0)")
@@ -122,6 +124,8 @@ class FineCECallbackHandler(BaseCallbackHandler):
         self.window = window
         self.deadline_s = float(deadline_s)
         self.score_question = score_question
+        #: shared by all runs of this handler: partial scores in flight together (None: no cap)
+        self.partial_limit = None if max_partial_scores is None else PartialScoreLimit(max_partial_scores)
         self.max_kept = max_kept
         self.decider = InStreamDecider(
             self.policies, self.budget, scorer=scorer, sampler=sampler, alpha=alpha, emit=self._emit,
@@ -232,6 +236,7 @@ class FineCECallbackHandler(BaseCallbackHandler):
             monitor = RunMonitor(
                 q, self.scorer, self.strategy, alpha=self.alpha, window=self.window,
                 score_question=self.score_question, deadline_s=self.deadline_s, on_scored=scored,
+                partial_limit=self.partial_limit,
             )  # fmt: skip
             run = RunState(monitor, session, loop)
             self._runs[run_id] = run

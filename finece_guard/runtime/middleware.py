@@ -47,6 +47,7 @@ from finece_guard.sync_bridge import run_sync
 _ALPHA = setting_default("bci_alpha")
 _WINDOW = setting_default("bci_window")
 _DEADLINE_S = setting_default("score_deadline_s")
+_MAX_PARTIAL = setting_default("max_partial_scores")
 
 try:
     from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
@@ -101,6 +102,7 @@ class FineCEMiddleware(AgentMiddleware):
         alpha: float = _ALPHA,
         window: int = _WINDOW,
         deadline_s: float = _DEADLINE_S,
+        max_partial_scores: int | None = _MAX_PARTIAL,
         fallback: str = DEFAULT_FALLBACK,
     ) -> None:
         super().__init__()
@@ -112,7 +114,7 @@ class FineCEMiddleware(AgentMiddleware):
         self.fallback = fallback
         self.handler = FineCECallbackHandler(
             scorer, strategy=checkpoints, policies=self.policies, budget=self.budget, sampler=sampler,
-            alpha=alpha, window=window, deadline_s=deadline_s,
+            alpha=alpha, window=window, deadline_s=deadline_s, max_partial_scores=max_partial_scores,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ pieces

@@ -10,10 +10,12 @@ deadline (what is late is recorded as an error, never silently dropped) and appl
 retrospective BCI.
 
 Scoring under load: scores are worth less than generation. A run has at most one partial
-checkpoint in flight; a newer partial checkpoint waits in a one-place slot, and a still newer
-one supersedes it (recorded in ``trace.meta["skipped"]`` with the reason). The question-only
-and final states are always scored (unless the deadline passes). Any exception a scorer raises
-is a scoring failure of that checkpoint, never an escape.
+checkpoint in flight, and all runs that share a :class:`PartialScoreLimit` (one per callback
+handler, i.e. per guard) have at most ``limit`` partial scores in flight together; a partial
+checkpoint that cannot be sent waits in a one-place slot, and a still newer one supersedes it
+(recorded in ``trace.meta["skipped"]`` with the reason). The question-only and final states are
+never held back by either limit and always scored (unless the deadline passes). Any exception a
+scorer raises is a scoring failure of that checkpoint, never an escape.
 
 :func:`stream_with_confidence` is the plain-async front end used by ``finece-guard ask``: it
 yields tokens and scored checkpoints as they happen, then the finished :class:`Trace`.
@@ -23,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from finece_guard.backends.base import BaseScorer
 from finece_guard.config import setting_default
+from finece_guard.errors import ConfigError
 from finece_guard.runtime.bci import refine
 from finece_guard.runtime.checkpoints import CheckpointStrategy, ParagraphEnd
 from finece_guard.types import Checkpoint, CheckpointKind, ScoredCheckpoint, TokenEvent, Trace
@@ -36,6 +40,37 @@ from finece_guard.types import Checkpoint, CheckpointKind, ScoredCheckpoint, Tok
 _ALPHA = setting_default("bci_alpha")
 _WINDOW = setting_default("bci_window")
 _DEADLINE_S = setting_default("score_deadline_s")
+
+
+class PartialScoreLimit:
+    """At most ``limit`` partial-checkpoint scores in flight across the runs that share it (thread-safe).
+
+    Under load the scorer's prefill competes with generation on the same server; capping partial
+    scores sheds the least valuable scoring work first (a run's newest checkpoint waits, older ones
+    are superseded), while question-only and final scores are never capped.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"max_partial_scores={limit!r} must be an integer >= 1 (e.g. 4)")
+        self.limit = limit
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self._in_flight >= self.limit:
+                return False
+            self._in_flight += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
 
 
 @dataclass(frozen=True)
@@ -61,6 +96,7 @@ class RunMonitor:
         score_question: bool = True,
         deadline_s: float = _DEADLINE_S,
         on_scored: Callable[[ScoredCheckpoint], None] | None = None,
+        partial_limit: PartialScoreLimit | None = None,
     ) -> None:
         self.question = question
         self.scorer = scorer
@@ -69,6 +105,7 @@ class RunMonitor:
         self.window = window
         self.deadline_s = deadline_s
         self.on_scored = on_scored
+        self.partial_limit = partial_limit
         self.tokens: list[TokenEvent] = []
         self.checkpoints: list[Checkpoint] = []
         self.skipped: list[dict[str, Any]] = []
@@ -92,12 +129,19 @@ class RunMonitor:
         """Scoring tasks not finished yet."""
         return sum(not t.done() for t in self._tasks)
 
-    def _schedule(self, kind: CheckpointKind, reason: str, n_tokens: int, prefix: str) -> Checkpoint:
+    def _schedule(
+        self, kind: CheckpointKind, reason: str, n_tokens: int, prefix: str, *, holds_slot: bool = False
+    ) -> Checkpoint:
+        """Start scoring a checkpoint; ``holds_slot``: it took a shared partial slot (freed when it ends)."""
         cp = Checkpoint(len(self.checkpoints), kind, n_tokens, prefix, reason)
         self.checkpoints.append(cp)
         if kind is CheckpointKind.PARTIAL:
             self._partial_in_flight = True
-        self._tasks.append(asyncio.get_running_loop().create_task(self._score(cp)))
+        task = asyncio.get_running_loop().create_task(self._score(cp))
+        if holds_slot and self.partial_limit is not None:
+            limit = self.partial_limit
+            task.add_done_callback(lambda _: limit.release())  # also when cancelled before it ran
+        self._tasks.append(task)
         return cp
 
     async def _score(self, cp: Checkpoint) -> ScoredCheckpoint:
@@ -111,16 +155,23 @@ class RunMonitor:
         finally:
             if cp.kind is CheckpointKind.PARTIAL:
                 self._partial_in_flight = False
-                self._release_held()
+                self._release_held()  # with a shared limit, this run's slot is freed when this task ends
         self._done.put_nowait(result)
         if self.on_scored is not None:
             self.on_scored(result)
         return result
 
+    def _may_send_partial(self) -> bool:
+        """True (and a shared slot taken) when a partial score may be sent now."""
+        if self._partial_in_flight:
+            return False
+        return self.partial_limit is None or self.partial_limit.try_acquire()
+
     def _release_held(self) -> None:
+        if self._held is None or self._closed or not self._may_send_partial():
+            return  # no slot now: the held checkpoint waits for the run's next token
         held, self._held = self._held, None
-        if held is not None and not self._closed:
-            self._schedule(CheckpointKind.PARTIAL, held.reason, held.n_tokens, held.answer_prefix)
+        self._schedule(CheckpointKind.PARTIAL, held.reason, held.n_tokens, held.answer_prefix, holds_slot=True)
 
     def _score_question(self) -> None:
         if self._question_pending:
@@ -131,16 +182,24 @@ class RunMonitor:
         """Record a token; schedule (or hold) a partial checkpoint if the strategy says so."""
         self._score_question()
         self.tokens.append(event)
+        if self._held is not None and not self._partial_in_flight:
+            self._release_held()  # a checkpoint held for a shared slot goes as soon as one is free
         reason = self.strategy.reason(self.tokens, len(self.tokens) - self._last_cp_token)
         if not reason or self._closed:
             return None
         self._last_cp_token = len(self.tokens)
-        if self._partial_in_flight:
+        if not self._may_send_partial():
             if self._held is not None:
-                self._skip(self._held, f"superseded by the checkpoint at {len(self.tokens)} tokens")
+                why = (
+                    "its run's previous partial score was still in flight"
+                    if self._partial_in_flight
+                    else f"{self.partial_limit.limit if self.partial_limit else 0} partial scores were in flight "
+                    "across runs"
+                )
+                self._skip(self._held, f"superseded by the checkpoint at {len(self.tokens)} tokens ({why})")
             self._held = _Held(len(self.tokens), self.text, reason)
             return None
-        return self._schedule(CheckpointKind.PARTIAL, reason, len(self.tokens), self.text)
+        return self._schedule(CheckpointKind.PARTIAL, reason, len(self.tokens), self.text, holds_slot=True)
 
     def _skip(self, held: _Held, why: str) -> None:
         self.skipped.append({"n_tokens": held.n_tokens, "reason": held.reason, "skipped": why})
@@ -165,6 +224,7 @@ class RunMonitor:
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await asyncio.sleep(0)  # let the tasks' done callbacks give shared partial slots back
 
     async def finish(
         self, *, finished: bool = True, finish_reason: str | None = None, score_last: bool = True
@@ -207,6 +267,7 @@ class RunMonitor:
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await asyncio.sleep(0)  # let the tasks' done callbacks give shared partial slots back
         raw = [r.score.value if r.score else None for r in results]
         refined = refine(raw, alpha=self.alpha, window=self.window)
         meta: dict[str, Any] = {"strategy": self.strategy.name, "alpha": self.alpha, "window": self.window}

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from finece_guard.errors import ConfigError
 from finece_guard.runtime.checkpoints import Periodic
-from finece_guard.runtime.monitor import RunMonitor
+from finece_guard.runtime.monitor import PartialScoreLimit, RunMonitor
 from finece_guard.testing import KeywordScorer
 from finece_guard.types import CheckpointKind, TokenEvent
 
@@ -56,3 +57,37 @@ async def test_cancel_leaves_no_pending_score() -> None:
     assert monitor.pending == 2
     await monitor.cancel()
     assert monitor.pending == 0
+
+
+@pytest.mark.asyncio
+async def test_a_shared_partial_limit_caps_partial_scores_across_runs_but_never_question_or_final() -> None:
+    scorer = _Gated()
+    limit = PartialScoreLimit(2)
+    monitors = [RunMonitor(f"q{i}?", scorer, Periodic(2), partial_limit=limit) for i in range(6)]
+    for i in range(8):
+        for m in monitors:
+            m.feed(TokenEvent(i, f"t{i} "))
+        await asyncio.sleep(0)
+        assert limit.in_flight <= 2
+    assert sum(m.pending for m in monitors) == 2  # the question-only scores are done; 2 partial ones wait
+    scorer.gate.set()
+    traces = await asyncio.gather(*(m.finish() for m in monitors))
+    assert limit.in_flight == 0  # every slot came back
+    for t in traces:
+        kinds = [sc.checkpoint.kind for sc in t.checkpoints]
+        assert kinds[0] is CheckpointKind.QUESTION and kinds[-1] is CheckpointKind.FINAL
+        assert all(sc.score is not None for sc in t.checkpoints)
+    held_back = [s for t in traces for s in t.meta.get("skipped", [])]
+    assert any("across runs" in s["skipped"] for s in held_back)
+    with pytest.raises(ConfigError, match="max_partial_scores"):
+        PartialScoreLimit(0)
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_run_gives_its_partial_slot_back() -> None:
+    limit = PartialScoreLimit(1)
+    monitor = RunMonitor("q?", KeywordScorer(lambda q, a, k: 0.5, delay_s=5.0), Periodic(1), partial_limit=limit)
+    monitor.feed(TokenEvent(0, "a "))
+    assert limit.in_flight == 1
+    await monitor.cancel()
+    assert limit.in_flight == 0
