@@ -135,6 +135,28 @@ def _paired(a: Sequence[float], b: Sequence[float], labels: Sequence[bool], n_bo
     return [point, lo, hi]
 
 
+def early_abort(values: Sequence[float], records: Sequence[AnswerRecord], at: Sequence[int | None],
+                max_correct_lost: float = 0.05) -> dict[str, Any]:  # fmt: skip
+    """Abort at p(1) when its score < θ: the largest θ losing ≤ ``max_correct_lost`` of the correct answers.
+
+    Returns θ, the share of correct answers lost, and the share of the tokens of eventually-wrong
+    answers saved (tokens after p(1) that an abort there does not generate).
+    """
+    idx = [i for i, v in enumerate(values) if not math.isnan(v) and at[i] is not None]
+    correct = [i for i in idx if records[i].correct]
+    wrong = [i for i in idx if not records[i].correct]
+    wrong_tokens = sum(records[i].n_tokens for i in wrong) or 1
+    best: dict[str, Any] = {"theta": None, "correct_lost": 0.0, "wrong_tokens_saved": 0.0, "n": len(idx)}
+    for theta in [*sorted({values[i] for i in idx}), float("inf")]:
+        lost = sum(values[i] < theta for i in correct) / max(len(correct), 1)
+        if lost > max_correct_lost:
+            break
+        saved = sum(records[i].n_tokens - (at[i] or 0) for i in wrong if values[i] < theta) / wrong_tokens
+        if saved >= best["wrong_tokens_saved"]:
+            best = {"theta": theta, "correct_lost": lost, "wrong_tokens_saved": saved, "n": len(idx)}
+    return best
+
+
 def _fmt(iv: list[float] | None) -> str:
     return "n/a" if iv is None else f"{iv[0]:.3f} [{iv[1]:.3f}, {iv[2]:.3f}]"
 
@@ -215,6 +237,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             sec, lines = _section(f"{gname}: {title}", cols[pos], labels, args.bootstrap, single)
             result["sections"][f"{gname}/{pos}"] = sec
             md += lines
+        at = [(_p1(r, args.strategy) or (None, 0.0))[0] for r in recs]
+        aborts = {name: early_abort(vals, recs, at) for name, vals in cols["p1"].items()}
+        result["sections"][f"{gname}/early_abort"] = aborts
+        md += [f"#### {gname}: early abort at p(1) (≤ 5% of correct answers lost)", "",
+               "| signal at p(1) | θ | correct lost | tokens of wrong answers saved |",
+               "|---|---|---|---|"]  # fmt: skip
+        for name, a in aborts.items():
+            theta = "n/a" if a["theta"] is None else f"{a['theta']:.3f}"
+            md.append(f"| {name} | {theta} | {a['correct_lost']:.1%} | {a['wrong_tokens_saved']:.1%} |")
+        md.append("")
     if model is not None:
         result["model"] = {"coef": dict(zip(FEATURES, model.coef, strict=True)), "intercept": model.intercept}
     finish(f"fusion_{args.label}", result, md)
