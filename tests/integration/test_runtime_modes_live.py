@@ -303,7 +303,9 @@ async def test_lookahead_confirmation_overturns_or_confirms_an_abort_on_the_real
     questions = ["Why is the sky blue?", "Which planet is known as the Red Planet?", "What do bees make?",
                  "How do plants make their food?", "What is the boiling point of water?"]  # fmt: skip
     for q in questions:
-        probe = await FineCEGuard(_llm(url, 120), scorer=scorer, checkpoints=_FirstCheckpointAt(8)).ainvoke(q)
+        # EOS ignored, 300 tokens: the confirmation (sampling + scoring) has time to finish on a slow runner too
+        probe = await FineCEGuard(_llm(url, 300, ignore_eos=True), scorer=scorer,
+                                  checkpoints=_FirstCheckpointAt(8)).ainvoke(q)  # fmt: skip
         cps = [sc for sc in probe.attempts[0].trace.checkpoints if sc.checkpoint.kind.value == "partial"]
         assert cps and cps[0].score is not None
         cp, raw = cps[0].checkpoint, cps[0].score.value
@@ -313,8 +315,8 @@ async def test_lookahead_confirmation_overturns_or_confirms_an_abort_on_the_real
         overturn = la.value > raw
         theta = (raw + la.value) / 2 if overturn else raw + 0.01
         policy = AbortBelow(theta, min_tokens=8, confirm=LookAhead(width=4, depth=1))
-        guard = FineCEGuard(_llm(url, 120), scorer=scorer, checkpoints=_FirstCheckpointAt(8), sampler=sampler,
-                            policies=[policy])  # fmt: skip
+        guard = FineCEGuard(_llm(url, 300, ignore_eos=True), scorer=scorer, checkpoints=_FirstCheckpointAt(8),
+                            sampler=sampler, policies=[policy])  # fmt: skip
         result = await guard.ainvoke(q)
         attempt = result.attempts[0]
         got = attempt.trace.meta["lookahead"][0]
