@@ -2,8 +2,8 @@
 
 Most tests use a tiny byte-level tokenizer (one token per byte, ChatML template) and a random
 2-layer Llama, so they need no download and run in seconds. The rendering checks against the
-real SmolLM2 tokenizer need the embedded model converted by `make setup` and fail (not skip)
-without it.
+real SmolLM2 tokenizer need the embedded model converted by `make setup` (marked ``needs_model``;
+tests/unit/conftest.py hides the model from every other test) and fail (not skip) without it.
 """
 
 from __future__ import annotations
@@ -247,6 +247,7 @@ def test_explicit_dev_data_must_not_share_questions() -> None:
 # --------------------------------------------------------------------------- prompt rendering and tokens
 
 
+@pytest.mark.needs_model
 def test_real_tokenizer_prompt_ends_at_assistant_prefix(smollm_tokenizer: Any) -> None:
     enc = PromptEncoder(smollm_tokenizer)
     assert [smollm_tokenizer.decode([i]) for i in enc.digit_ids] == [str(d) for d in range(10)]
