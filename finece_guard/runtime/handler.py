@@ -119,7 +119,6 @@ class FineCECallbackHandler(BaseCallbackHandler):
         self.strategy = strategy
         self.policies = tuple(policies)
         self.budget = budget or Budget()
-        self.sampler = sampler
         self.alpha = alpha
         self.window = window
         self.deadline_s = float(deadline_s)
