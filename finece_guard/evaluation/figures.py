@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from finece_guard.backends.recalibration import Recalibrator
 from finece_guard.errors import FineCEError
 from finece_guard.evaluation.plots import accuracy_coverage_plot, confidence_traces_plot, reliability_diagram
-from finece_guard.evaluation.recalibration import Recalibrator
 from finece_guard.evaluation.records import AnswerRecord
 from finece_guard.evaluation.tables import COVERAGE_METHODS, method_series, paired_values
 from finece_guard.evaluation.thresholds import accuracy_coverage

@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 from finece_guard.backends.openai_generator import Message, OpenAICompatGenerator, StreamStats
+from finece_guard.data.construction import MonteCarloSampler
 from finece_guard.errors import BackendError
 from finece_guard.types import TokenEvent
 
 
-class EvalGenerator(Protocol):
-    """What the harness needs from the generator (implemented by :class:`ServedEvalGenerator`)."""
+class EvalGenerator(MonteCarloSampler, Protocol):
+    """What the harness needs from the generator (implemented by :class:`ServedEvalGenerator`): the
+    sampler of data construction (look-ahead and self-consistency samples) plus the calls below."""
 
     def astream(
         self,
@@ -28,18 +30,6 @@ class EvalGenerator(Protocol):
         seed: int | None = None,
         stats: StreamStats | None = None,
     ) -> AsyncIterator[TokenEvent]: ...
-
-    async def sample_continuations(
-        self,
-        question: str,
-        answer_prefix: str,
-        *,
-        n: int,
-        max_tokens: int,
-        temperature: float = 0.8,
-        top_p: float = 0.95,
-        seed: int | None = None,
-    ) -> list[str]: ...
 
     async def next_token_logprobs(self, messages: Sequence[Message], *, top_logprobs: int) -> list[tuple[str, float]]:
         """Top alternatives of the one token that continues the last (assistant) message, greedy."""

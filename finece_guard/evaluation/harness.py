@@ -46,7 +46,7 @@ from finece_guard.data.checkers import extract_final, is_correct
 from finece_guard.data.construction import TaskSpec
 from finece_guard.data.records import QARecord
 from finece_guard.evaluation.baseline_run import answer_baselines
-from finece_guard.evaluation.generator import EvalGenerator, SeededSampler, ServedEvalGenerator
+from finece_guard.evaluation.generator import EvalGenerator, SeededSampler
 from finece_guard.evaluation.records import (
     BASELINES,
     AnswerRecord,
@@ -54,30 +54,23 @@ from finece_guard.evaluation.records import (
     StrategyTrace,
     question_key,
     read_records,
-    records_path,
 )
-from finece_guard.evaluation.settings import DEFAULT_STRATEGIES, EvalConfig
+from finece_guard.evaluation.settings import EvalConfig
 from finece_guard.journal import RunReport, run_journaled
 from finece_guard.runtime.bci import look_ahead, refine
 from finece_guard.runtime.checkpoints import CheckpointStrategy
 from finece_guard.seeding import derived_seed
 from finece_guard.types import CheckpointKind, Score, TokenEvent
 
-#: moved to their own modules; importable from here as before
+#: the harness, plus the record names benchmarks import from here (they live in :mod:`.records`)
 __all__ = [
     "BASELINES",
-    "DEFAULT_STRATEGIES",
     "AnswerRecord",
-    "EvalConfig",
-    "EvalGenerator",
     "EvalRunReport",
-    "ServedEvalGenerator",
     "StateScore",
     "StrategyTrace",
     "evaluate_question",
-    "question_key",
     "read_records",
-    "records_path",
     "replay_checkpoints",
     "run_eval",
 ]

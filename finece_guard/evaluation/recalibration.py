@@ -1,28 +1,10 @@
 """Moved: recalibration lives next to the scorers that apply it, in :mod:`finece_guard.backends.recalibration`.
 
-This module keeps the old import path working.
+This old import path is that very module (``sys.modules`` alias), so both paths give the same objects.
 """
 
-from finece_guard.backends.recalibration import (
-    PLATT_EPS,
-    RECALIBRATION_FILE,
-    IsotonicRecalibrator,
-    PlattRecalibrator,
-    Recalibrator,
-    load_recalibrator,
-    recalibrator_for_adapter,
-    recalibrator_from_dict,
-    served_recalibrator,
-)
+import sys
 
-__all__ = [
-    "PLATT_EPS",
-    "RECALIBRATION_FILE",
-    "IsotonicRecalibrator",
-    "PlattRecalibrator",
-    "Recalibrator",
-    "load_recalibrator",
-    "recalibrator_for_adapter",
-    "recalibrator_from_dict",
-    "served_recalibrator",
-]
+from finece_guard.backends import recalibration
+
+sys.modules[__name__] = recalibration

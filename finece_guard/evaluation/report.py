@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from finece_guard.adapters import AdapterManifest
+from finece_guard.backends.recalibration import Recalibrator
 from finece_guard.errors import FineCEError, MetricError
 from finece_guard.evaluation.figures import write_plots
 from finece_guard.evaluation.markdown import fmt_cell, render_markdown
-from finece_guard.evaluation.recalibration import Recalibrator
 from finece_guard.evaluation.records import BASELINES, AnswerRecord
 from finece_guard.evaluation.settings import EvalConfig
 from finece_guard.evaluation.tables import (

@@ -16,8 +16,8 @@ from finece_guard.evaluation.compare import (
     state_requests,
     with_scores,
 )
-from finece_guard.evaluation.harness import AnswerRecord, StateScore, StrategyTrace, read_records
 from finece_guard.evaluation.markdown import render_markdown
+from finece_guard.evaluation.records import AnswerRecord, StateScore, StrategyTrace, read_records
 from finece_guard.evaluation.report import build_report
 from finece_guard.metrics import auroc_unchecked
 from finece_guard.runtime.bci import refine

@@ -14,16 +14,9 @@ from finece_guard.backends.openai_generator import Message, StreamStats
 from finece_guard.data.construction import TaskSpec
 from finece_guard.data.records import AnswerKind, QARecord
 from finece_guard.errors import BackendConnectionError, BackendHTTPError, ConfigError, ScoreReadoutError
-from finece_guard.evaluation.harness import (
-    BASELINES,
-    AnswerRecord,
-    EvalConfig,
-    StrategyTrace,
-    evaluate_question,
-    read_records,
-    replay_checkpoints,
-    run_eval,
-)
+from finece_guard.evaluation.harness import evaluate_question, replay_checkpoints, run_eval
+from finece_guard.evaluation.records import BASELINES, AnswerRecord, StrategyTrace, read_records
+from finece_guard.evaluation.settings import EvalConfig
 from finece_guard.runtime.bci import refine
 from finece_guard.runtime.checkpoints import Entropy, ParagraphEnd, Periodic
 from finece_guard.runtime.monitor import RunMonitor

@@ -11,9 +11,10 @@ import pytest
 
 from finece_guard.backends.recalibration import IsotonicRecalibrator
 from finece_guard.errors import MetricError
-from finece_guard.evaluation.harness import BASELINES, AnswerRecord, EvalConfig, StateScore, StrategyTrace
 from finece_guard.evaluation.markdown import fmt_cell, render_markdown
+from finece_guard.evaluation.records import BASELINES, AnswerRecord, StateScore, StrategyTrace
 from finece_guard.evaluation.report import build_report, write_report
+from finece_guard.evaluation.settings import EvalConfig
 from finece_guard.evaluation.tables import (
     ALL,
     BASELINE_LABELS,
