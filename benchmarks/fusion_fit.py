@@ -166,20 +166,25 @@ def _section(title: str, cols: dict[str, list[float]], labels: list[bool], n_boo
     metrics = {name: _metrics(vals, labels, n_boot) for name, vals in cols.items()}
     defined = [s for s in single if metrics[s].get("auroc")]
     best = max(defined, key=lambda s: metrics[s]["auroc"][0]) if defined else None
-    lines = [f"#### {title} (n = {len(labels)}, accuracy {np.mean(labels):.3f})", "",
-             "| method | AUROC ↑ | ECE ↓ | Brier ↓ |", "|---|---|---|---|"]  # fmt: skip
+    # the answers where the position exists (p(1) only where the strategy has a partial checkpoint)
+    at = [y for y, v in zip(labels, cols["FineCE (raw)"], strict=True) if not math.isnan(v)]
+    accuracy = f"{np.mean(at):.3f}" if at else "n/a"
+    lines = [f"#### {title} (n = {len(at)} of {len(labels)} answers, accuracy {accuracy})", "",
+             "| method | n | AUROC ↑ | ECE ↓ | Brier ↓ |", "|---|---|---|---|---|"]  # fmt: skip
     for name, m in metrics.items():
         ece_s = f"{m['ece']:.3f}" if "ece" in m else "n/a"
         brier_s = f"{m['brier']:.3f}" if "brier" in m else "n/a"
         lines.append(
-            f"| {name}{' (best single-pass)' if name == best else ''} | {_fmt(m['auroc'])} | {ece_s} | {brier_s} |"
+            f"| {name}{' (best single-pass)' if name == best else ''} | {m['n']} | {_fmt(m['auroc'])} | {ece_s} "
+            f"| {brier_s} |"
         )
     diffs: dict[str, Any] = {"best_single_pass": best}
     if best is not None:
         for ours in ("FineCE (raw)", "FineCE+ (fused)"):
             diffs[ours] = _paired(cols[ours], cols[best], labels, n_boot)
             lines.append(f"\n{ours} − {best}: AUROC {_fmt(diffs[ours])} (paired bootstrap)")
-    return {"metrics": metrics, "differences": diffs}, [*lines, ""]
+    section = {"n": len(at), "accuracy": float(np.mean(at)) if at else None, "metrics": metrics, "differences": diffs}
+    return section, [*lines, ""]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

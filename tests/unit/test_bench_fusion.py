@@ -25,3 +25,16 @@ def test_early_abort_saves_wrong_tokens_within_the_loss_bound() -> None:
     assert got["wrong_tokens_saved"] == pytest.approx(5 * 80 / 1000)
     strict = early_abort(values, recs, at, max_correct_lost=0.0)  # no correct answer may be lost
     assert strict["theta"] == pytest.approx(0.1) and strict["wrong_tokens_saved"] == pytest.approx(5 * 80 / 1000)
+
+
+def test_a_section_counts_only_the_answers_where_the_position_exists() -> None:
+    from benchmarks.fusion_fit import _section
+
+    nan = float("nan")
+    labels = [True, False, True, False, True, False] + [True] * 6
+    values = [0.9, 0.2, 0.8, 0.3, 0.7, 0.1] + [nan] * 6  # p(1) exists for the first six answers only
+    cols = {"FineCE (raw)": values, "FineCE+ (fused)": values, "min_token_prob": values}
+    sec, lines = _section("pooled: p(1)", cols, labels, 20, ("min_token_prob",))
+    assert sec["n"] == 6 and sec["accuracy"] == pytest.approx(0.5)
+    assert sec["metrics"]["FineCE (raw)"]["n"] == 6
+    assert lines[0] == "#### pooled: p(1) (n = 6 of 12 answers, accuracy 0.500)"
