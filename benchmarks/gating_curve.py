@@ -157,10 +157,18 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def scorer_models(arg: str | None, saved: dict[str, Any] | None) -> str:
+    """The ``--model`` list: as given, else the one an earlier result file (``--from-json``) was scored with."""
+    if arg:
+        return arg
+    return str(saved.get("scorer_model") or "finece") if saved is not None else "finece"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base-url", required=True)
-    ap.add_argument("--model", default="finece", help="served scorer (LoRA) names, comma-separated (same answers)")
+    ap.add_argument("--model", help="served scorer (LoRA) names, comma-separated (same answers); default finece, "
+                    "or with --from-json the models of that file")  # fmt: skip
     ap.add_argument("--generator", default=DEFAULT_GENERATOR)
     ap.add_argument("--n", type=int, default=150)
     ap.add_argument("--concurrency", type=int, default=6)
@@ -168,11 +176,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--label", required=True)
     ap.add_argument("--from-json", type=Path, help="reuse the answers and scores of an earlier result file")
     args = ap.parse_args(argv)
-    if args.from_json is not None:  # e.g. to add FineCE+ once a fusion model has been fit
-        rows: list[dict[str, Any]] = json.loads(args.from_json.read_text())["rows"]
+    saved = json.loads(args.from_json.read_text()) if args.from_json is not None else None
+    args.model = scorer_models(args.model, saved)
+    models = args.model.split(",")
+    if saved is not None:  # e.g. to add FineCE+ once a fusion model has been fit
+        rows: list[dict[str, Any]] = saved["rows"]
+        missing = [m for m in models if f"fine_ce_full[{m}]" not in rows[0]]
+        if missing:
+            ap.error(f"--model {','.join(missing)}: not in {args.from_json} (it has {saved.get('scorer_model')})")
     else:
         rows = asyncio.run(run(args))
-    models = args.model.split(",")
     fusion = FusionModel.load(args.fusion) if args.fusion else None
     for row in rows:
         if fusion is not None:

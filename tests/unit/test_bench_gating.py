@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -35,3 +39,21 @@ def test_an_informative_gate_matches_the_oracle_and_beats_random() -> None:
     assert abs(gain_at_half(flat, "gate", n_boot=200)[0]) < 0.15
     assert c["random (expected)"][0] == pytest.approx(np.mean([r["plain_correct"] for r in good]))
     assert c["random (expected)"][-1] == 1.0
+
+
+def test_from_json_reuses_the_scorer_models_of_the_earlier_file(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:  # fmt: skip
+    import benchmarks.gating_curve as gc
+
+    rows = [{**r, "fine_ce_question[cand]": 0.5, "fine_ce_full[cand]": r["gate"], "min_token_prob": 0.5,
+             "mean_token_prob": 0.5} for r in _rows(True)]  # fmt: skip
+    saved = tmp_path / "earlier.json"
+    saved.write_text(json.dumps({"scorer_model": "cand", "rows": rows}))
+    written: dict[str, Any] = {}
+    monkeypatch.setattr(gc, "OUT", tmp_path)
+    monkeypatch.setattr(gc, "finish", lambda name, result, md: written.update(result))
+    base = ["--base-url", "http://127.0.0.1:9/v1", "--from-json", str(saved), "--label", "t"]
+    gc.main(base)  # no --model: the file's models, not "finece"
+    assert written["scorer_model"] == "cand" and "fine_ce_full[cand]" in written["curves"]
+    with pytest.raises(SystemExit):
+        gc.main([*base, "--model", "finece"])
