@@ -50,9 +50,13 @@ class BaseScorer(ABC):
         """``score`` with ``fused`` set from the answer's ``tokens`` so far (unchanged without a model).
 
         The fusion model was fit on the adapter's own (not recalibrated) values, so it reads
-        ``raw_value`` where a recalibrator was applied. The question-only state is never fused.
+        ``raw_value`` where a recalibrator was applied. The question-only state is never fused, nor
+        is a state none of whose tokens carries a logprob (a model streamed without ``logprobs=True``):
+        its features would read the missing probabilities as certainty (logprob 0).
         """
         if self.fusion is None or kind is CheckpointKind.QUESTION:
+            return score
+        if not any(t.logprob is not None for t in tokens):
             return score
         base = score.raw_value if score.raw_value is not None else score.value
         fused = self.fusion.fuse(

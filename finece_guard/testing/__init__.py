@@ -52,11 +52,13 @@ class EchoChatModel(BaseChatModel):
 
     ``prompts`` and ``seen`` record each call's last message and sampling kwargs; ``delay_s`` is the
     pause per streamed piece; ``streaming`` is the field ChatOpenAI has too (the agent middleware
-    turns streaming on through it).
+    turns streaming on through it); ``logprob``: each streamed piece carries this chosen-token
+    logprob in its ``generation_info`` the way ChatOpenAI's do (None: no logprobs).
     """
 
     reply: Callable[[str, dict[str, Any]], str]
     delay_s: float = 0.0005
+    logprob: float | None = None
     streaming: bool = False
     seen: list[dict[str, Any]] = Field(default_factory=list)
     prompts: list[str] = Field(default_factory=list)
@@ -76,13 +78,19 @@ class EchoChatModel(BaseChatModel):
     ) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=AIMessage(self._text(messages, kw)))])
 
+    def _chunk(self, tok: str) -> ChatGenerationChunk:
+        if self.logprob is None:
+            return ChatGenerationChunk(message=AIMessageChunk(content=tok))
+        logprobs = {"content": [{"token": tok, "logprob": self.logprob, "top_logprobs": []}]}
+        return ChatGenerationChunk(message=AIMessageChunk(content=tok), generation_info={"logprobs": logprobs})
+
     def _stream(
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
     ) -> Iterator[ChatGenerationChunk]:
         for tok in re.split(r"(\s)", self._text(messages, kw)):
             if tok:
                 time.sleep(self.delay_s)
-                yield ChatGenerationChunk(message=AIMessageChunk(content=tok))
+                yield self._chunk(tok)
 
     async def _astream(
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
@@ -90,4 +98,4 @@ class EchoChatModel(BaseChatModel):
         for tok in re.split(r"(\s)", self._text(messages, kw)):
             if tok:
                 await asyncio.sleep(self.delay_s)
-                yield ChatGenerationChunk(message=AIMessageChunk(content=tok))
+                yield self._chunk(tok)

@@ -99,3 +99,18 @@ async def test_the_monitor_fuses_every_partial_and_final_score_from_its_own_pref
     scorer.fusion = None
     plain = Score(value=0.3, spread=0.0, mass=1.0)
     assert scorer.with_fusion(plain, events, CheckpointKind.FINAL) is plain  # no model: unchanged
+
+
+def test_a_stream_without_logprobs_gets_no_fused_score() -> None:
+    """Missing token logprobs are no signal, not certainty: features would read them as logprob 0."""
+    from finece_guard.testing import KeywordScorer
+    from finece_guard.types import CheckpointKind, TokenEvent
+
+    rows, labels, _ = _synthetic(200, 0)
+    scorer = KeywordScorer(lambda q, a, k: 0.3)
+    scorer.fusion = fit_fusion(rows, labels)
+    score = Score(value=0.3, spread=0.0, mass=1.0)
+    bare = [TokenEvent(i, f"t{i} ") for i in range(8)]  # e.g. ChatOpenAI without logprobs=True
+    assert scorer.with_fusion(score, bare, CheckpointKind.FINAL).fused is None
+    some = [*bare[:7], TokenEvent(7, "t7 ", -0.5)]
+    assert scorer.with_fusion(score, some, CheckpointKind.FINAL).fused is not None

@@ -508,7 +508,7 @@ async def test_fused_scores_reach_the_result_in_every_mode() -> None:
     for mode in GUARD_MODES:
         scorer = KeywordScorer(rule)
         scorer.fusion = fusion
-        guard = FineCEGuard(Echo(reply=s.reply), scorer=scorer, policies=s.policies())
+        guard = FineCEGuard(Echo(reply=s.reply, logprob=-0.1), scorer=scorer, policies=s.policies())
         result = (await _run_guard(mode, guard, s.question)).result
         assert result is not None and not result.accepted, mode  # policies still read the adapter's value
         scored = [sc.score for sc in result.attempts[0].trace.checkpoints]
