@@ -23,7 +23,7 @@ from finece_guard.types import CheckpointKind, Score, TokenEvent
 ScoreRequest = tuple[str, str | None, CheckpointKind]
 
 #: Maps a raw confidence in [0, 1] to a recalibrated one, e.g. a fitted
-#: :class:`~finece_guard.evaluation.recalibration.Recalibrator` (which is callable).
+#: :class:`~finece_guard.backends.recalibration.Recalibrator` (which is callable).
 ScoreMap = Callable[[float], float]
 
 

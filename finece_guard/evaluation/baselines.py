@@ -5,7 +5,7 @@ the *same* answers. Every function here is pure (no I/O, no model calls) and ret
 in [0, 1] so the harness can feed all methods through the same metrics
 (:mod:`finece_guard.metrics`). Where the natural quantity is not a probability, a fixed monotone
 map sends it to [0, 1]; such maps preserve ranking (AUROC) but are **not calibrated**, so compare
-their ECE only after recalibration (:mod:`finece_guard.evaluation.recalibration`).
+their ECE only after recalibration (:mod:`finece_guard.backends.recalibration`).
 
 Logprob-based baselines read :class:`~finece_guard.types.TokenEvent` streams. The server returns
 at most ``k`` (vLLM ``--max-logprobs``, typically 20) alternatives per position, so entropies and
