@@ -137,14 +137,29 @@ class RunMonitor:
         self.checkpoints.append(cp)
         if kind is CheckpointKind.PARTIAL:
             self._partial_in_flight = True
-        task = asyncio.get_running_loop().create_task(self._score(cp))
-        if holds_slot and self.partial_limit is not None:
-            limit = self.partial_limit
-            task.add_done_callback(lambda _: limit.release())  # also when cancelled before it ran
+        release = self._slot_release() if holds_slot else None
+        task = asyncio.get_running_loop().create_task(self._score(cp, release))
+        if release is not None:
+            task.add_done_callback(lambda _: release())  # also when cancelled before it ran
         self._tasks.append(task)
         return cp
 
-    async def _score(self, cp: Checkpoint) -> ScoredCheckpoint:
+    def _slot_release(self) -> Callable[[], None] | None:
+        """A one-shot release of the shared slot just taken (the score's end and its task's end both call it)."""
+        limit = self.partial_limit
+        if limit is None:
+            return None
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                limit.release()
+
+        return release
+
+    async def _score(self, cp: Checkpoint, release: Callable[[], None] | None = None) -> ScoredCheckpoint:
         answer = None if cp.kind is CheckpointKind.QUESTION else cp.answer_prefix
         try:
             score = await self.scorer.ascore(self.question, answer, cp.kind)
@@ -155,7 +170,9 @@ class RunMonitor:
         finally:
             if cp.kind is CheckpointKind.PARTIAL:
                 self._partial_in_flight = False
-                self._release_held()  # with a shared limit, this run's slot is freed when this task ends
+                if release is not None:
+                    release()  # first, so that this run's held checkpoint can take the slot just freed
+                self._release_held()
         self._done.put_nowait(result)
         if self.on_scored is not None:
             self.on_scored(result)

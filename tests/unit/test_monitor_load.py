@@ -91,3 +91,21 @@ async def test_a_cancelled_run_gives_its_partial_slot_back() -> None:
     assert limit.in_flight == 1
     await monitor.cancel()
     assert limit.in_flight == 0
+
+
+@pytest.mark.asyncio
+async def test_a_finished_partial_score_hands_its_slot_to_the_runs_held_checkpoint_at_once() -> None:
+    scorer = _Gated()
+    limit = PartialScoreLimit(1)
+    monitor = RunMonitor("q?", scorer, Periodic(2), partial_limit=limit)
+    for i in range(4):  # a partial at 2 tokens goes out; the one at 4 waits behind it
+        monitor.feed(TokenEvent(i, f"t{i} "))
+        await asyncio.sleep(0)
+    assert [c.n_tokens for c in monitor.checkpoints if c.kind is CheckpointKind.PARTIAL] == [2]
+    scorer.gate.set()
+    for _ in range(5):  # no further token: the held checkpoint must not wait for one
+        await asyncio.sleep(0)
+    assert [c.n_tokens for c in monitor.checkpoints if c.kind is CheckpointKind.PARTIAL] == [2, 4]
+    assert limit.in_flight <= 1
+    await monitor.cancel()
+    assert limit.in_flight == 0
