@@ -163,7 +163,8 @@ class RunMonitor:
         answer = None if cp.kind is CheckpointKind.QUESTION else cp.answer_prefix
         try:
             score = await self.scorer.ascore(self.question, answer, cp.kind)
-            score = self.scorer.with_fusion(score, self.tokens[: cp.n_tokens], cp.kind)
+            if self.scorer.fusion is not None:  # the prefix copy is only made for a fusion model
+                score = self.scorer.with_fusion(score, self.tokens[: cp.n_tokens], cp.kind)
             result = ScoredCheckpoint(cp, score)
         except Exception as exc:  # any scorer failure is this checkpoint's scoring failure
             result = ScoredCheckpoint(cp, None, f"{type(exc).__name__}: {exc}")
