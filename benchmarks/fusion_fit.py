@@ -27,8 +27,10 @@ import numpy as np
 from benchmarks.common import finish, stamp
 from finece_guard.backends.fusion import FEATURES, FusionModel, fit_fusion, state_features
 from finece_guard.errors import MetricError
+from finece_guard.evaluation.baselines import mean_token_prob, min_token_prob
 from finece_guard.evaluation.records import AnswerRecord, read_records
 from finece_guard.metrics import auroc_unchecked, bootstrap, bootstrap_indices, brier, ece
+from finece_guard.types import TokenEvent
 
 #: baselines that need no extra request (computed from the greedy answer's own token probabilities)
 SINGLE_PASS = ("first_prob", "mean_token_prob", "min_token_prob", "mean_entropy", "deepconf_lgc")
@@ -36,10 +38,11 @@ OTHERS = ("p_true", "verbalized", "self_consistency")
 
 
 def _prefix_prob(record: AnswerRecord, n: int, how: str) -> float:
-    known = [lp for lp in record.token_logprobs[:n] if lp is not None]
+    """The single-pass baseline (min or mean token probability) of the answer's first ``n`` tokens."""
+    known = [TokenEvent(i, "", lp) for i, lp in enumerate(record.token_logprobs[:n]) if lp is not None]
     if not known:
         return 0.5
-    return math.exp(min(known)) if how == "min" else math.exp(sum(known) / len(known))
+    return min_token_prob(known) if how == "min" else mean_token_prob(known)
 
 
 def _states(record: AnswerRecord) -> list[tuple[list[float], float]]:
