@@ -363,6 +363,9 @@ class FineCEGuard(Runnable[Any, BaseMessage]):
             async with contextlib.aclosing(stream) as chunks:  # type: ignore[type-var]
                 async for chunk in chunks:
                     yield ("token", (chunk, message_text(chunk)))
+                    # one HTTP read can carry a hundred buffered chunks, parsed without suspending:
+                    # let the scores scheduled by this chunk's checkpoint start (send) right away
+                    await asyncio.sleep(0)
 
         return attempt
 

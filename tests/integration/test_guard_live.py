@@ -8,7 +8,6 @@ with the offline MiniLM embeddings. Abort is checked against the server's own to
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import socket
@@ -29,6 +28,7 @@ from finece_guard import OpenAICompatScorer, Periodic
 from finece_guard.config import DEFAULT_GENERATOR
 from finece_guard.runtime.guard import FineCEGuard, GuardResult
 from finece_guard.runtime.policies import AbortBelow, AcceptAbove, RetrieveBelow, RetryBelow
+from tests.integration.server_watch import run_abort_scenario
 
 # one event loop for the module: langchain-openai caches its async HTTP client per process
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -73,23 +73,23 @@ async def test_guarded_stream_emits_scored_checkpoints_and_a_result(vllm_server)
 async def test_abort_stops_the_request_inside_vllm(vllm_server) -> None:
     url = vllm_server.base_url
     limit = 1500  # with EOS ignored only the abort can end the stream early, even where scores are slow
-    llm = _llm(url, max_tokens=limit, extra_body={"ignore_eos": True}, timeout=300)
-    guard = FineCEGuard(
-        llm, scorer=OpenAICompatScorer(url), checkpoints=Periodic(8),
-        policies=[AbortBelow(1.0, min_tokens=8)],  # every real score is < 1: abort at the first scored checkpoint
-    )  # fmt: skip
-    before = _metric(url, "vllm:generation_tokens_total")
-    result = await guard.ainvoke("Write a long story about a dragon who learns to paint, in ten paragraphs.")
-    attempt = result.attempts[0]
-    latencies = [(c.checkpoint.kind.value, c.checkpoint.n_tokens, c.score and c.score.latency_s)
-                 for c in attempt.trace.checkpoints]  # fmt: skip
-    assert attempt.aborted is not None and not result.accepted and "aborted" in result.reason, latencies
-    await asyncio.sleep(3.0)  # let the engine notice the closed stream
-    produced = _metric(url, "vllm:generation_tokens_total") - before
+
+    async def scenario() -> dict[str, Any]:
+        llm = _llm(url, max_tokens=limit, extra_body={"ignore_eos": True}, timeout=300)
+        guard = FineCEGuard(
+            llm, scorer=OpenAICompatScorer(url), checkpoints=Periodic(8),
+            policies=[AbortBelow(1.0, min_tokens=8)],  # every real score is < 1: abort at the first scored checkpoint
+        )  # fmt: skip
+        result = await guard.ainvoke("Write a long story about a dragon who learns to paint, in ten paragraphs.")
+        attempt = result.attempts[0]
+        latencies = [(c.checkpoint.kind.value, c.checkpoint.n_tokens, c.score and c.score.latency_s)
+                     for c in attempt.trace.checkpoints]  # fmt: skip
+        assert attempt.aborted is not None and not result.accepted and "aborted" in result.reason, latencies
+        assert attempt.trace.finish_reason == "aborted", latencies
+        return {"tokens": attempt.trace.n_tokens, "scores (kind, tokens, s)": latencies}
+
+    await run_abort_scenario(url, limit, scenario, slack=40)
     assert _metric(url, "vllm:num_requests_running") == 0
-    # the abort (not the limit) ended it, and the server stopped soon after the client did
-    seen = attempt.trace.n_tokens
-    assert seen < limit - 100 and seen <= produced <= seen + 40, (produced, seen, latencies)
 
 
 async def test_retry_makes_two_attempts_and_keeps_the_best(vllm_server) -> None:
