@@ -94,6 +94,7 @@ async def run_abort_scenario(
             # the server had finished before the client reached the abort: nothing left to stop
             tries.append({k: v for k, v in why.items() if k != "earlier tries"})
             continue
+        assert 8 <= got["tokens"] < limit - 100, why  # the abort, not the limit, ended the client's stream
         assert produced < limit, why  # the closed stream, not the limit, ended the generation
         assert produced - by_stop <= slack, why  # and the server stopped as soon as the client did
         assert got["tokens"] <= produced, why

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from langchain_core.documents import Document
 from langchain_openai import ChatOpenAI
@@ -28,6 +27,7 @@ from finece_guard import OpenAICompatScorer, Periodic
 from finece_guard.config import DEFAULT_GENERATOR
 from finece_guard.runtime.guard import FineCEGuard, GuardResult
 from finece_guard.runtime.policies import AbortBelow, AcceptAbove, RetrieveBelow, RetryBelow
+from tests.integration.server_watch import metric as _metric
 from tests.integration.server_watch import run_abort_scenario
 
 # one event loop for the module: langchain-openai caches its async HTTP client per process
@@ -40,15 +40,6 @@ def _llm(base_url: str, max_tokens: int = 48, **kwargs: Any) -> ChatOpenAI:
         base_url=base_url, api_key="EMPTY", model=DEFAULT_GENERATOR, temperature=0, max_tokens=max_tokens,
         logprobs=True, top_logprobs=5, max_retries=1, **settings,
     )  # fmt: skip
-
-
-def _metric(base_url: str, name: str) -> float:
-    text = httpx.get(base_url.removesuffix("/v1") + "/metrics", timeout=10).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 async def test_guarded_stream_emits_scored_checkpoints_and_a_result(vllm_server) -> None:

@@ -163,7 +163,6 @@ async def test_abort_closes_the_stream_in_every_mode(vllm_server, mode: str) -> 
                "scores (kind, chars, asked at s, took s)": scorer.log, **got}  # fmt: skip
         assert not got["accepted"] and got["attempts"] == 1 and got["reason"].startswith("aborted in-stream"), why
         assert got["finish_reason"] == "aborted", why
-        assert 8 <= got["tokens"] < ABORT_LIMIT - 100, why  # the abort, not the limit, ended the stream
         return why
 
     await run_abort_scenario(url, ABORT_LIMIT, scenario)
