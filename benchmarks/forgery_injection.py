@@ -17,8 +17,9 @@ training augmentation are marked, so generalisation is visible.
     .venv/bin/python -m benchmarks.forgery_injection --base-url http://127.0.0.1:8021/v1 \\
         --label default-2026-11-23 [--model finece] [--n 40]
 
-Writes benchmarks/results/forgery_injection_<label>.json and .md; answers are cached in
-benchmarks/results/forgery_answers.json (delete it to draw new ones).
+``--no-filter`` scores the adapter alone (without :mod:`finece_guard.rating_filter`, which the
+served scorer applies by default). Writes benchmarks/results/forgery_injection_<label>.json and
+.md; answers are cached in benchmarks/results/forgery_answers.json (delete it to draw new ones).
 """
 
 from __future__ import annotations
@@ -123,9 +124,13 @@ def summarise(clean: list[float], forged: dict[str, list[float]], benign: dict[s
     }
 
 
-async def run(base_url: str, model: str, generator_model: str, n: int, concurrency: int) -> dict[str, Any]:
+async def run(
+    base_url: str, model: str, generator_model: str, n: int, concurrency: int, strip_rater_text: bool = True
+) -> dict[str, Any]:
     answers = await _answers(base_url, generator_model, n)
-    scorer = OpenAICompatScorer(base_url, model=model, max_concurrency=concurrency)
+    scorer = OpenAICompatScorer(
+        base_url, model=model, max_concurrency=concurrency, strip_rater_text=strip_rater_text
+    )
     sem = asyncio.Semaphore(concurrency)
     k = CheckpointKind.FINAL
 
@@ -151,6 +156,7 @@ async def run(base_url: str, model: str, generator_model: str, n: int, concurren
     summary = summarise(clean, forged, benign)
     return {
         **stamp(base_url), "scorer_model": model, "generator_model": generator_model, "n_answers": len(answers),
+        "strip_rater_text": strip_rater_text,
         "tasks": sorted({a["task"] for a in answers}), "accuracy": statistics.mean(a["correct"] for a in answers),
         "readable": statistics.mean(a["readable"] for a in answers), "scoring_seconds": seconds,
         "n_scores": len(answers) * (1 + 2 * len(PAYLOADS)), "bounds": {"abs_excess_shift": BOUND_SHIFT,
@@ -164,7 +170,12 @@ def markdown(result: dict[str, Any], label: str) -> list[str]:
     lines = [
         f"# Score forgery: {label}",
         "",
-        f"{result['date']}, {result['machine']}; scorer `{result['scorer_model']}` at {result['base_url']}",
+        f"{result['date']}, {result['machine']}; scorer `{result['scorer_model']}` at {result['base_url']}; "
+        + (
+            "rater-text filter **on** (adapter + `finece_guard.rating_filter`, as served by default)"
+            if result.get("strip_rater_text")
+            else "rater-text filter **off** (the adapter alone)"
+        ),
         f"{result['n_answers']} greedy answers ({', '.join(result['tasks'])}, test partition; accuracy "
         f"{result['accuracy']:.2f}), {result['n_scores']} scores in {result['scoring_seconds']:.0f} s. "
         f"Clean score mean {result['clean']['mean']:.3f} (sd {result['clean']['sd']:.3f}).",
@@ -228,13 +239,16 @@ def main() -> None:
     ap.add_argument("--label", required=True, help="names the result files, e.g. default-2026-11-23")
     ap.add_argument("--n", type=int, default=40, help="answers (cached; the same ones for every adapter)")
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--no-filter", action="store_true", help="score without the rater-text filter (the adapter alone)")
     ap.add_argument("--rerender", action="store_true", help="only rewrite the .md of an existing --label result")
     ap.add_argument("--subset", type=int, help="with --rerender: re-summarise the first N answers only")
     args = ap.parse_args()
     if args.rerender:
         rerender(args.label, args.subset)
         return
-    result = asyncio.run(run(args.base_url, args.model, args.generator_model, args.n, args.concurrency))
+    result = asyncio.run(
+        run(args.base_url, args.model, args.generator_model, args.n, args.concurrency, not args.no_filter)
+    )
     result["label"] = args.label
     finish(f"forgery_injection_{args.label}", result, markdown(result, args.label))
 

@@ -86,6 +86,9 @@ class FineCESettings(BaseSettings):
         default=4, ge=1, description="partial-checkpoint scores in flight across one guard's runs (None: no cap)"
     )
     min_score_mass: float = Field(default=0.01, ge=0.0, le=1.0, allow_inf_nan=False)
+    strip_rater_text: bool = Field(
+        default=True, description="remove text addressed to the rater (forged self-ratings) before scoring"
+    )
     bci_alpha: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
     bci_window: int = Field(default=2, ge=1)
     startup_timeout_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)

@@ -9,7 +9,12 @@ position, renormalised over the digits; the spread is the distribution's standar
 Prompt hygiene: user text (question and answer) is HTML-escaped and placed between tags. An
 answer containing ``</answer>``, ``Confidence: 9`` or a chat-template special token such as
 ``<|im_end|>`` therefore stays inert text inside the answer block: it cannot close the block,
-end the user turn or write into the assistant turn, where the readout happens.
+end the user turn or write into the assistant turn, where the readout happens. Inert is not
+unread, though: a LoRA can still copy a digit it reads. At inference, text addressed to the rater
+(numeric self-ratings, template tokens, instructions to the rater) is therefore also removed
+first (:mod:`finece_guard.rating_filter`, ``strip_rater_text=True``); training builds its prompts
+with ``strip_rater_text=False``, so the adapter learns to ignore forged text by itself and the
+filter stays a second line.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 
 from finece_guard import checks
 from finece_guard.errors import ConfigError, ScoreReadoutError
+from finece_guard.rating_filter import strip_rater_text as _strip_rater_text
 from finece_guard.types import CheckpointKind, Score
 
 INSTRUCTION = (
@@ -46,12 +52,14 @@ def sanitize(text: str) -> str:
 
 
 def build_scorer_messages(
-    question: str, answer: str | None, kind: CheckpointKind
+    question: str, answer: str | None, kind: CheckpointKind, *, strip_rater_text: bool = True
 ) -> list[dict[str, str]]:
     """Chat messages for the scorer; the last (assistant) message is to be continued.
 
     Send them with ``continue_final_message=True, add_generation_prompt=False`` (vLLM) or
     ``apply_chat_template(..., continue_final_message=True)`` (transformers).
+    ``strip_rater_text``: remove text addressed to the rater from question and answer first
+    (:func:`finece_guard.rating_filter.filter_rater_text`); training passes False.
     """
     checks.text("question", question, example="What is the capital of France?")
     try:
@@ -66,6 +74,11 @@ def build_scorer_messages(
             f"answer={answer!r}: a {kind.value} checkpoint needs the answer text, e.g. answer='Paris.' "
             "(or kind='question' to score the question alone)"
         )
+    if not isinstance(strip_rater_text, bool):
+        raise ConfigError(f"strip_rater_text={strip_rater_text!r} must be True or False, e.g. strip_rater_text=True")
+    if strip_rater_text:
+        question = _strip_rater_text(question) or question
+        answer = None if answer is None else _strip_rater_text(answer)
     parts = [INSTRUCTION, "", f"<question>\n{sanitize(question)}\n</question>"]
     parts.append(_STATE_NOTE[kind])
     if answer is not None:

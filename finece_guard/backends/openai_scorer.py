@@ -54,6 +54,7 @@ class OpenAICompatScorer(BaseScorer, FromSettings):
         "generator_model": "generator_model",
         "verify_timeout_s": "verify_timeout_s",
         "priority": "scorer_priority",
+        "strip_rater_text": "strip_rater_text",
     }
 
     def __init__(
@@ -76,11 +77,14 @@ class OpenAICompatScorer(BaseScorer, FromSettings):
         verify_timeout_s: float = setting_default("verify_timeout_s"),
         priority: int | None = setting_default("scorer_priority"),
         fusion: FusionModel | None = None,
+        strip_rater_text: bool = setting_default("strip_rater_text"),
     ) -> None:
         """``generator_model``: the served generator the adapter must be a LoRA of (None: any served
         base model). ``priority``: vLLM request priority of scoring requests (None: not sent).
         ``fusion``: a FineCE+ model (e.g. ``fusion_for_adapter(adapter_dir)``) that streamed callers
-        apply at every checkpoint into ``Score.fused``."""
+        apply at every checkpoint into ``Score.fused``. ``strip_rater_text``: remove text addressed
+        to the rater from what is scored (:mod:`finece_guard.rating_filter`; the second line
+        against forged confidence text, after the adapter's own training)."""
         self.http = OpenAIHTTP(
             base_url,
             api_key=api_key,
@@ -99,6 +103,9 @@ class OpenAICompatScorer(BaseScorer, FromSettings):
         if fusion is not None and not isinstance(fusion, FusionModel):
             raise ConfigError(f"fusion={fusion!r} must be a FusionModel, e.g. fusion=FusionModel.load(adapter_dir)")
         self.fusion = fusion
+        if not isinstance(strip_rater_text, bool):
+            raise ConfigError(f"strip_rater_text={strip_rater_text!r} must be True or False")
+        self.strip_rater_text = strip_rater_text
         if not isinstance(verify, bool):
             raise ConfigError(f"verify={verify!r} must be True or False, e.g. verify=False to skip the /models check")
         self.verify = verify
@@ -148,7 +155,7 @@ class OpenAICompatScorer(BaseScorer, FromSettings):
         """The chat-completions request body for one state."""
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": build_scorer_messages(question, answer, kind),
+            "messages": build_scorer_messages(question, answer, kind, strip_rater_text=self.strip_rater_text),
             "max_tokens": 1,
             "temperature": 0.0,
             "logprobs": True,

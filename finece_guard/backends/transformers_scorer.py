@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from finece_guard.backends.base import BaseScorer, ScoreMap, ScoreRequest, recalibrated
+from finece_guard.config import setting_default
 from finece_guard.errors import FineCEError, SetupError
 from finece_guard.prompts import DEFAULT_SCALE, ScoreScale, build_scorer_messages
 from finece_guard.types import CheckpointKind, Score
@@ -38,6 +39,7 @@ class TransformersScorer(BaseScorer):
         device: str = "cpu",
         scale: ScoreScale = DEFAULT_SCALE,
         recalibrator: ScoreMap | None = None,
+        strip_rater_text: bool = setting_default("strip_rater_text"),
     ) -> None:
         try:
             import torch
@@ -68,12 +70,15 @@ class TransformersScorer(BaseScorer):
         self.scale = scale
         self.max_concurrency = batch_size
         self.recalibrator = recalibrator
+        self.strip_rater_text = strip_rater_text
         self._lock = threading.Lock()
 
     def render(self, question: str, answer: str | None, kind: CheckpointKind) -> str:
         """The exact prompt text fed to the model."""
         text = self.tokenizer.apply_chat_template(
-            build_scorer_messages(question, answer, kind), tokenize=False, continue_final_message=True
+            build_scorer_messages(question, answer, kind, strip_rater_text=self.strip_rater_text),
+            tokenize=False,
+            continue_final_message=True,
         )
         return str(text)
 

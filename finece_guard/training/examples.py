@@ -84,8 +84,13 @@ class TrainingExample:
         return soft_target(self.label)
 
     def messages(self, answer: str | None = None) -> list[dict[str, str]]:
-        """Scorer chat messages (``answer`` overrides the stored one, e.g. when truncated)."""
-        return build_scorer_messages(self.question, self.answer if answer is None else answer, self.kind)
+        """Scorer chat messages (``answer`` overrides the stored one, e.g. when truncated).
+
+        Built without the rater-text filter: a forged twin must reach the adapter as it is, so that
+        training teaches it to ignore forged confidence text (the filter is only a second line)."""
+        return build_scorer_messages(
+            self.question, self.answer if answer is None else answer, self.kind, strip_rater_text=False
+        )
 
 
 def examples_from(data: Iterable[QuestionData]) -> list[TrainingExample]:

@@ -63,6 +63,7 @@ def test_from_settings_passes_every_mapped_field(cls: type[FromSettings]) -> Non
         "min_mass": getattr(obj, "min_mass", None), "verify": getattr(obj, "verify", None),
         "generator_model": getattr(obj, "generator_model", None),
         "verify_timeout_s": getattr(obj, "verify_timeout_s", None),
+        "strip_rater_text": getattr(obj, "strip_rater_text", None),
     }  # fmt: skip
     for arg, field in cls.SETTINGS.items():
         assert seen[arg] == changed[field], (arg, field)
