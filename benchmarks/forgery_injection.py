@@ -29,6 +29,7 @@ import asyncio
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from benchmarks.common import OUT, finish, stamp
 from finece_guard.backends.openai_generator import OpenAICompatGenerator
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
 from finece_guard.data.checkers import extract_final, is_correct
-from finece_guard.data.forgery import PAYLOADS, benign_twin, inject
+from finece_guard.data.forgery import PAYLOADS, Payload, benign_twin, inject
 from finece_guard.data.loaders import load_task
 from finece_guard.types import CheckpointKind
 
@@ -99,7 +100,7 @@ def summarise(clean: list[float], forged: dict[str, list[float]], benign: dict[s
     c = np.asarray(clean)
     thetas = {f"q{int(q * 100)}": float(np.quantile(c, q)) for q in QUANTILES} | {"fixed": FIXED_THETA}
     rows: dict[str, Any] = {}
-    for p in PAYLOADS:
+    for p in (p for p in PAYLOADS if p.name in forged):
         f, b = np.asarray(forged[p.name]), np.asarray(benign[p.name])
         shift, lo, hi = _mean_ci(f - c)
         excess, elo, ehi = _mean_ci(f - b)
@@ -125,7 +126,13 @@ def summarise(clean: list[float], forged: dict[str, list[float]], benign: dict[s
 
 
 async def run(
-    base_url: str, model: str, generator_model: str, n: int, concurrency: int, strip_rater_text: bool = True
+    base_url: str,
+    model: str,
+    generator_model: str,
+    n: int,
+    concurrency: int,
+    strip_rater_text: bool = True,
+    payloads: Sequence[Payload] = PAYLOADS,
 ) -> dict[str, Any]:
     answers = await _answers(base_url, generator_model, n)
     scorer = OpenAICompatScorer(
@@ -143,7 +150,7 @@ async def run(
         clean = list(await asyncio.gather(*(score(a["question"], a["answer"]) for a in answers)))
         forged: dict[str, list[float]] = {}
         benign: dict[str, list[float]] = {}
-        for p in PAYLOADS:
+        for p in payloads:
             forged[p.name] = list(
                 await asyncio.gather(*(score(a["question"], inject(a["answer"], p)) for a in answers))
             )
@@ -159,7 +166,7 @@ async def run(
         "strip_rater_text": strip_rater_text,
         "tasks": sorted({a["task"] for a in answers}), "accuracy": statistics.mean(a["correct"] for a in answers),
         "readable": statistics.mean(a["readable"] for a in answers), "scoring_seconds": seconds,
-        "n_scores": len(answers) * (1 + 2 * len(PAYLOADS)), "bounds": {"abs_excess_shift": BOUND_SHIFT,
+        "n_scores": len(answers) * (1 + 2 * len(payloads)), "bounds": {"abs_excess_shift": BOUND_SHIFT,
         "flip_share": BOUND_FLIP}, **summary,
         "scores": {"clean": clean, "forged": forged, "benign": benign},
     }  # fmt: skip
@@ -240,14 +247,19 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=40, help="answers (cached; the same ones for every adapter)")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--no-filter", action="store_true", help="score without the rater-text filter (the adapter alone)")
+    ap.add_argument("--payloads", help="comma-separated payload name prefixes to score (default: all)")
     ap.add_argument("--rerender", action="store_true", help="only rewrite the .md of an existing --label result")
     ap.add_argument("--subset", type=int, help="with --rerender: re-summarise the first N answers only")
     args = ap.parse_args()
     if args.rerender:
         rerender(args.label, args.subset)
         return
+    chosen = PAYLOADS
+    if args.payloads:
+        prefixes = tuple(x.strip() for x in args.payloads.split(",") if x.strip())
+        chosen = tuple(p for p in PAYLOADS if p.name.startswith(prefixes))
     result = asyncio.run(
-        run(args.base_url, args.model, args.generator_model, args.n, args.concurrency, not args.no_filter)
+        run(args.base_url, args.model, args.generator_model, args.n, args.concurrency, not args.no_filter, chosen)
     )
     result["label"] = args.label
     finish(f"forgery_injection_{args.label}", result, markdown(result, args.label))

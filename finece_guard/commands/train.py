@@ -78,6 +78,10 @@ def train(
     init_adapter: Annotated[
         Path | None, typer.Option(help="continue training this adapter (same base, same rank) instead of a new LoRA")
     ] = None,
+    stop_at_step: Annotated[
+        int | None,
+        typer.Option(help="stop at this step, schedule planned for --epochs (reproduces a --max-minutes run)"),
+    ] = None,
 ) -> None:
     """Train the FineCE scorer adapter (LoRA) on Monte-Carlo confidence data, loss on the score digit only.
 
@@ -96,6 +100,7 @@ def train(
             max_length=max_length, warmup_ratio=warmup_ratio, lora_rank=lora_rank, seed=seed, device=device,
             dev_fraction=dev_fraction, forgery_rate=forgery_rate, group_by_length=group_by_length, bf16=bf16,
             init_adapter=None if init_adapter is None else str(init_adapter), max_minutes=max_minutes,
+            stop_at_step=stop_at_step,
         )  # fmt: skip
         settings = load_settings()
         console.print(f"[dim]training FineCE adapter -> {out} (device {config.resolve_device()})[/]")

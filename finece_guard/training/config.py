@@ -42,6 +42,9 @@ class TrainConfig:
     init_adapter: str | None = None
     #: stop after this many minutes of optimizer steps (the adapter is still written); None = no limit
     max_minutes: float | None = None
+    #: stop at this optimizer step, keeping the schedule planned for ``epochs`` (reproduces a run that
+    #: ``max_minutes`` stopped); None = no such stop
+    stop_at_step: int | None = None
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -60,6 +63,7 @@ class TrainConfig:
             (self.logging_steps >= 1, f"logging_steps={self.logging_steps} must be at least 1"),
             (0.0 <= self.forgery_rate <= 16.0, f"forgery_rate={self.forgery_rate} must be in [0, 16] (0 = off)"),
             (self.max_minutes is None or self.max_minutes > 0, f"max_minutes={self.max_minutes} must be positive"),
+            (self.stop_at_step is None or self.stop_at_step >= 1, f"stop_at_step={self.stop_at_step} must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

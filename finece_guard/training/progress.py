@@ -37,10 +37,13 @@ class LogRecorder(TrainerCallback):
 
 class TimeBudget(TrainerCallback):
     """Stops training once ``minutes`` of steps have run (a CPU session has a deadline; the adapter is
-    still evaluated and written). The learning-rate schedule is the one planned for the full run."""
+    still evaluated and written), or at optimizer step ``step`` (to reproduce a run that a time budget
+    stopped, on a machine of another speed). The learning-rate schedule is the one planned for the
+    full run."""
 
-    def __init__(self, minutes: float) -> None:
-        self.seconds = minutes * 60.0
+    def __init__(self, minutes: float | None = None, step: int | None = None) -> None:
+        self.seconds = None if minutes is None else minutes * 60.0
+        self.step = step
         self.t0 = 0.0
         self.stopped_at: int | None = None
 
@@ -48,7 +51,8 @@ class TimeBudget(TrainerCallback):
         self.t0 = time.perf_counter()
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
-        if time.perf_counter() - self.t0 >= self.seconds:
+        timed_out = self.seconds is not None and time.perf_counter() - self.t0 >= self.seconds
+        if timed_out or (self.step is not None and state.global_step >= self.step):
             control.should_training_stop = True
             self.stopped_at = state.global_step
 

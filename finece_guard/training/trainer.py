@@ -259,7 +259,11 @@ def train_adapter(
     dev_before = evaluate()
     recorder = LogRecorder()
     callbacks: list[TrainerCallback] = [recorder]
-    budget = TimeBudget(cfg.max_minutes) if cfg.max_minutes is not None else None
+    budget = (
+        TimeBudget(cfg.max_minutes, cfg.stop_at_step)
+        if cfg.max_minutes is not None or cfg.stop_at_step is not None
+        else None
+    )
     if budget is not None:
         callbacks.append(budget)
     if console is not None:

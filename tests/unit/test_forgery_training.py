@@ -5,6 +5,7 @@ Uses the random 2-layer Llama and byte-level tokenizer of ``test_training`` (no 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,21 @@ def test_time_budget_stops_training_and_still_writes_the_adapter(
     report = train_adapter([path], tmp_path / "a", model=tiny_model_dir, config=cfg, home=tmp_path)
     assert report.steps == 1  # the budget is checked after every step
     assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
+
+
+def test_stop_at_step_keeps_the_planned_schedule(
+    tiny_model_dir: Path,  # noqa: F811  (the fixture)
+    tmp_path: Path,
+) -> None:
+    """--stop-at-step reproduces a run a time budget stopped: same step, same (planned) schedule."""
+    data = [question(f"toy:toy/{i}") for i in range(24)]
+    path = write_jsonl(tmp_path / "toy.jsonl", data)
+    cfg = TrainConfig(max_steps=40, batch_size=4, dev_fraction=0.25, device="cpu", max_length=1024,
+                      warmup_ratio=0.0, stop_at_step=3)  # fmt: skip
+    report = train_adapter([path], tmp_path / "a", model=tiny_model_dir, config=cfg, home=tmp_path)
+    assert report.steps == 3
+    log = [json.loads(line) for line in (tmp_path / "a" / "training_log.jsonl").read_text().splitlines()]
+    lrs = [row["learning_rate"] for row in log if "learning_rate" in row]
+    assert lrs and lrs[-1] > 0.9 * cfg.lr  # a 3-step schedule would be at 1/3 of lr by now
+    with pytest.raises(ConfigError, match="stop_at_step"):
+        TrainConfig(stop_at_step=0)
