@@ -132,6 +132,12 @@ def filter_rater_text(text: str) -> FilterResult:
     return FilterResult(out, tuple(removed))
 
 
+def removed_names(*texts: str | None) -> tuple[str, ...]:
+    """The names of the patterns the filter removes from ``texts`` (each once, in pattern order)."""
+    found = {name for text in texts if text for name, _ in filter_rater_text(text).removed}
+    return tuple(name for name, _ in PATTERNS if name in found)
+
+
 def strip_rater_text(text: str) -> str:
     """Shorthand for ``filter_rater_text(text).text``."""
     return filter_rater_text(text).text

@@ -59,6 +59,9 @@ class Score:
     ``fused`` is FineCE+ (:mod:`finece_guard.backends.fusion`): the adapter's score combined with
     the stream's token probabilities by the scorer's fitted fusion model (``None``: no model, or the
     question-only state). Policies read ``value``; ``fused`` is reported beside it.
+    ``rater_text`` names what the rater-text filter (:mod:`finece_guard.rating_filter`) removed from
+    the question and answer before scoring, e.g. ``("self-rating",)``: the text carried forged
+    confidence or instructions to the rater (empty: nothing was removed, or the filter is off).
     """
 
     value: float
@@ -68,6 +71,7 @@ class Score:
     latency_s: float = 0.0
     raw_value: float | None = None
     fused: float | None = None
+    rater_text: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.value <= 1.0) or math.isnan(self.value):

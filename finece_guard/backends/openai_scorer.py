@@ -33,6 +33,7 @@ from finece_guard.backends.served_models import ScorerBinding, verify_scorer
 from finece_guard.config import FromSettings, setting_default
 from finece_guard.errors import BackendHTTPError, ConfigError, ScoreReadoutError
 from finece_guard.prompts import DEFAULT_SCALE, ScoreScale, build_scorer_messages
+from finece_guard.rating_filter import removed_names
 from finece_guard.redact import redact_text
 from finece_guard.sync_bridge import run_sync
 from finece_guard.types import CheckpointKind, Score
@@ -199,6 +200,7 @@ class OpenAICompatScorer(BaseScorer, FromSettings):
             mass=score.mass,
             distribution=score.distribution,
             latency_s=time.perf_counter() - t0,
+            rater_text=removed_names(question, answer) if self.strip_rater_text else (),
         )
         return recalibrated(raw, self.recalibrator)
 

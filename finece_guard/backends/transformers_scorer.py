@@ -22,6 +22,7 @@ from finece_guard.backends.base import BaseScorer, ScoreMap, ScoreRequest, recal
 from finece_guard.config import setting_default
 from finece_guard.errors import FineCEError, SetupError
 from finece_guard.prompts import DEFAULT_SCALE, ScoreScale, build_scorer_messages
+from finece_guard.rating_filter import removed_names
 from finece_guard.types import CheckpointKind, Score
 
 
@@ -108,10 +109,11 @@ class TransformersScorer(BaseScorer):
         tops = await asyncio.to_thread(self._forward, prompts)
         latency = (time.perf_counter() - t0) / max(1, len(requests))
         results: list[Score | BaseException] = []
-        for top in tops:
+        for top, (question, answer, _) in zip(tops, requests, strict=True):
             try:
                 s = self.scale.read(top, min_mass=self.min_mass)
-                raw = Score(s.value, s.spread, s.mass, s.distribution, latency)
+                rater_text = removed_names(question, answer) if self.strip_rater_text else ()
+                raw = Score(s.value, s.spread, s.mass, s.distribution, latency, rater_text=rater_text)
                 results.append(recalibrated(raw, self.recalibrator))
             except FineCEError as exc:
                 if not return_exceptions:
