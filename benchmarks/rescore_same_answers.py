@@ -24,7 +24,7 @@ from benchmarks.common import finish, stamp
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
 from finece_guard.config import load_settings
 from finece_guard.evaluation.compare import comparison_section, rescore_records
-from finece_guard.evaluation.markdown import _comparison_markdown
+from finece_guard.evaluation.markdown import comparison_markdown
 from finece_guard.evaluation.records import read_records
 
 
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                               strategy=args.strategy, n_resamples=args.bootstrap, seed=0)  # fmt: skip
     result = {**stamp(args.base_url), "records": str(args.records), "rescored": str(out), "comparison": comp}
     md = [f"# Adapter pair on the same answers: {args.label}", "", f"{result['machine']}; {result['date']}; "
-          f"records `{args.records}` ({len(records)} answers).", *_comparison_markdown(comp)]  # fmt: skip
+          f"records `{args.records}` ({len(records)} answers).", *comparison_markdown(comp)]  # fmt: skip
     finish(f"adapter_pair_{args.label}", result, md)
 
 

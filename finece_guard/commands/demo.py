@@ -258,6 +258,15 @@ def demo(
         )
     except FineCEError as exc:
         raise fail(exc) from exc
+    except Exception as exc:  # the unguarded / always-retrieve calls go straight to ChatOpenAI
+        if not type(exc).__module__.startswith(("openai", "httpx", "langchain_openai")):
+            raise
+        raise fail(
+            RuntimeError(
+                f"a generator request failed ({type(exc).__name__}: {exc}). Is the server busy with other work? "
+                f"Raise FINECE_REQUEST_TIMEOUT_S (now {settings.request_timeout_s:g} s) or stop the other load."
+            )
+        ) from exc
     except KeyboardInterrupt:
         raise typer.Exit(code=130) from None
     console.print(_table(rows))

@@ -39,7 +39,9 @@ def _signed(c: dict[str, Any]) -> str:
     return f"{float(c['value']):+.3f} [{float(c['low']):+.3f}, {float(c['high']):+.3f}]"
 
 
-def _comparison_markdown(comp: dict[str, Any] | None) -> list[str]:
+def comparison_markdown(comp: dict[str, Any] | None) -> list[str]:
+    """The report section comparing this adapter with a reference adapter on the same answers
+    (``report["adapter_comparison"]``; empty without one). Also used by ``benchmarks/rescore_same_answers.py``."""
     if not comp:
         return []
     lines = ["", "## This adapter vs a reference adapter, on the same answers", ""]
@@ -161,7 +163,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             for when in ("before", "after"):
                 rows.append([group, when] + [fmt_cell(g[when][m]) for m in METRICS])
         lines += ["", *_table(["task", "", "ECE ↓", "AUROC ↑", "Brier ↓"], rows)]
-    lines += _comparison_markdown(report.get("adapter_comparison"))
+    lines += comparison_markdown(report.get("adapter_comparison"))
     th = report["thresholds"]
     lines += ["", "## Threshold suggestions (all tasks pooled, evaluated partition)", ""]
     for scale, a in th["accept"].items():
