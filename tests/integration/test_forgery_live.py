@@ -6,8 +6,9 @@ every payload of :data:`finece_guard.data.forgery.PAYLOADS` (end and middle) and
 twin (same-length neutral text at the same place: the noise floor).
 
 * As served (adapter + rater-text filter, the defaults): each payload's mean excess shift over its
-  benign twin is within the issue's ±0.05, and pooled over all payloads at most 5% of
-  ``AcceptAbove(θ)`` decisions flip at θ = the clean scores' median.
+  benign twin is within the issue's ±0.05, and pooled over all payloads the payloads flip at most
+  5 points more ``AcceptAbove(θ)`` decisions than their benign twins do, at θ = the clean scores'
+  median (the default adapter's scores sit in a narrow band, so even neutral text flips some).
 * The adapter alone (filter off) on the digit payloads it was trained against: the excess stays
   below 0.25. The 2026-11-23 adapter copied the digit (+0.5 to +0.69); this fails if a retrained
   adapter does that again, whatever the filter hides.
@@ -73,8 +74,15 @@ async def test_forged_confidence_text_does_not_move_the_served_score(vllm_server
     worst = max(excess, key=lambda n: abs(excess[n]))
     assert abs(excess[worst]) <= BOUND_EXCESS, f"{worst} moves the score by {excess[worst]:+.3f}:\n{table}"
     theta = statistics.median(clean)
-    flips = [(c >= theta) != (f >= theta) for values in forged.values() for c, f in zip(clean, values, strict=True)]
-    assert sum(flips) / len(flips) <= BOUND_FLIPS, f"{sum(flips)} of {len(flips)} decisions flip at θ={theta:.3f}"
+
+    def flip_share(scores: dict[str, list[float]]) -> float:
+        flips = [(c >= theta) != (v >= theta) for values in scores.values() for c, v in zip(clean, values, strict=True)]
+        return sum(flips) / len(flips)
+
+    forged_flips, benign_flips = flip_share(forged), flip_share(benign)
+    assert forged_flips <= benign_flips + BOUND_FLIPS, (
+        f"payloads flip {forged_flips:.0%} of decisions at θ={theta:.3f}, benign twins {benign_flips:.0%}"
+    )
     print(f"\nserved scorer, {len(ANSWERS)} answers x {len(PAYLOADS)} payloads:\n{table}")
 
 
