@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,19 @@ _MAX_PARTIAL = setting_default("max_partial_scores")
 T = TypeVar("T")
 
 __all__ = ["QUESTION_KEY", "SESSION_KEY", "FineCECallbackHandler", "HandlerEvent", "SessionBudget"]  # re-exported
+
+
+class _HideAbortWarnings(logging.Filter):
+    """LangChain logs "Error in ... callback" for every exception a callback raises, even one it then
+    re-raises (``raise_error``). :class:`GenerationAborted` is this handler's way to close a stream on
+    purpose, not an error: its warning is dropped (every other callback error still shows)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(a, str) and a.startswith(f"{GenerationAborted.__name__}(") for a in args)
+
+
+logging.getLogger("langchain_core.callbacks.manager").addFilter(_HideAbortWarnings())
 
 
 @dataclass

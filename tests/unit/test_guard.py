@@ -253,3 +253,18 @@ def test_stop_token_with_logprobs_but_no_text_is_not_answer_text() -> None:
     assert token_events("", None, lp, 7) == []
     events = token_events("Au", None, {"content": [{"token": "Au", "logprob": -0.2, "top_logprobs": []}]}, 7)
     assert [(e.index, e.text, e.logprob) for e in events] == [(7, "Au", -0.2)]
+
+
+def test_langchain_callback_warning_for_a_deliberate_abort_is_hidden(caplog: pytest.LogCaptureFixture) -> None:
+    """LangChain logs "Error in ... callback" for every raised callback exception; an abort is not an error."""
+    import logging
+
+    import finece_guard.runtime.handler  # noqa: F401  (installs the filter)
+    from finece_guard.errors import GenerationAborted
+
+    log = logging.getLogger("langchain_core.callbacks.manager")
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        log.warning("Error in %s.%s callback: %s", "FineCECallbackHandler", "on_llm_new_token",
+                    repr(GenerationAborted("generation aborted by abort_below")))  # fmt: skip
+        log.warning("Error in %s.%s callback: %s", "Other", "on_llm_new_token", repr(ValueError("real")))
+    assert [r.getMessage() for r in caplog.records] == ["Error in Other.on_llm_new_token callback: ValueError('real')"]
