@@ -323,7 +323,13 @@ async def test_lookahead_confirmation_overturns_or_confirms_an_abort_on_the_real
     sampler = _Seeded(OpenAICompatGenerator(url, model=DEFAULT_GENERATOR), seed=1234)
     seen: set[str] = set()
     questions = ["Why is the sky blue?", "Which planet is known as the Red Planet?", "What do bees make?",
-                 "How do plants make their food?", "What is the boiling point of water?"]  # fmt: skip
+                 "How do plants make their food?", "What is the boiling point of water?",
+                 "Why do leaves change colour in autumn?", "What causes the tides?",
+                 "How does a rainbow form?"]  # fmt: skip
+    # the default adapter's scores sit in a narrow band (sd ~0.025): a look-ahead differs from the raw
+    # score by a few thousandths, well above the scores' run-to-run noise (~1e-4 in fp32)
+    min_gap = 0.004
+    probed: list[tuple[str, float, float, int]] = []
     for q in questions:
         # EOS ignored, 300 tokens: the confirmation (sampling + scoring) has time to finish on a slow runner too
         probe = await FineCEGuard(_llm(url, 300, ignore_eos=True), scorer=scorer,
@@ -332,7 +338,8 @@ async def test_lookahead_confirmation_overturns_or_confirms_an_abort_on_the_real
         assert cps and cps[0].score is not None
         cp, raw = cps[0].checkpoint, cps[0].score.value
         la = await look_ahead(q, cp.answer_prefix, raw, sampler=sampler, scorer=scorer, width=4, depth=1, alpha=0.5)
-        if abs(la.value - raw) < 0.02 or probe.attempts[0].trace.n_tokens < 60:
+        probed.append((q, round(raw, 4), round(la.value, 4), probe.attempts[0].trace.n_tokens))
+        if abs(la.value - raw) < min_gap or probe.attempts[0].trace.n_tokens < 60:
             continue
         overturn = la.value > raw
         theta = (raw + la.value) / 2 if overturn else raw + 0.01
@@ -354,4 +361,7 @@ async def test_lookahead_confirmation_overturns_or_confirms_an_abort_on_the_real
         seen.add("overturned" if overturn else "confirmed")
         if "overturned" in seen:
             break
-    assert "overturned" in seen, f"no question among {len(questions)} had a higher look-ahead value ({seen})"
+    assert "overturned" in seen, (
+        f"no question among {len(questions)} had a look-ahead value {min_gap} above its raw score ({seen}); "
+        f"(question, raw, look-ahead, tokens): {probed}"
+    )
