@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from finece_guard import checks
 from finece_guard.errors import ConfigError, ScoreReadoutError
-from finece_guard.rating_filter import strip_rater_text as _strip_rater_text
+from finece_guard.rating_filter import filter_state
 from finece_guard.types import CheckpointKind, Score
 
 INSTRUCTION = (
@@ -51,15 +51,24 @@ def sanitize(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def build_scorer_messages(
-    question: str, answer: str | None, kind: CheckpointKind, *, strip_rater_text: bool = True
-) -> list[dict[str, str]]:
-    """Chat messages for the scorer; the last (assistant) message is to be continued.
+@dataclass(frozen=True)
+class ScorerPrompt:
+    """The scorer's chat messages for one state, and the names of the rater-text patterns removed first."""
 
-    Send them with ``continue_final_message=True, add_generation_prompt=False`` (vLLM) or
+    messages: list[dict[str, str]]
+    rater_text: tuple[str, ...] = ()
+
+
+def scorer_prompt(
+    question: str, answer: str | None, kind: CheckpointKind, *, strip_rater_text: bool = True
+) -> ScorerPrompt:
+    """The scorer prompt for one state; the last (assistant) message is to be continued.
+
+    Send the messages with ``continue_final_message=True, add_generation_prompt=False`` (vLLM) or
     ``apply_chat_template(..., continue_final_message=True)`` (transformers).
     ``strip_rater_text``: remove text addressed to the rater from question and answer first
-    (:func:`finece_guard.rating_filter.filter_rater_text`); training passes False.
+    (:func:`finece_guard.rating_filter.filter_state`; its pattern names become ``rater_text``);
+    training passes False.
     """
     checks.text("question", question, example="What is the capital of France?")
     try:
@@ -76,17 +85,26 @@ def build_scorer_messages(
         )
     if not isinstance(strip_rater_text, bool):
         raise ConfigError(f"strip_rater_text={strip_rater_text!r} must be True or False, e.g. strip_rater_text=True")
+    removed: tuple[str, ...] = ()
     if strip_rater_text:
-        question = _strip_rater_text(question) or question
-        answer = None if answer is None else _strip_rater_text(answer)
+        state = filter_state(question, answer)
+        question, answer, removed = state.question, state.answer, state.removed
     parts = [INSTRUCTION, "", f"<question>\n{sanitize(question)}\n</question>"]
     parts.append(_STATE_NOTE[kind])
     if answer is not None:
         parts.append(f"<answer>\n{sanitize(answer)}\n</answer>")
-    return [
+    messages = [
         {"role": "user", "content": "\n".join(parts)},
         {"role": "assistant", "content": ASSISTANT_PREFIX},
     ]
+    return ScorerPrompt(messages, removed)
+
+
+def build_scorer_messages(
+    question: str, answer: str | None, kind: CheckpointKind, *, strip_rater_text: bool = True
+) -> list[dict[str, str]]:
+    """The messages of :func:`scorer_prompt` (the same arguments)."""
+    return scorer_prompt(question, answer, kind, strip_rater_text=strip_rater_text).messages
 
 
 @dataclass(frozen=True)
@@ -107,9 +125,7 @@ class ScoreScale:
         checks.probability("confidence", confidence, example=0.5)
         return self.levels[round(confidence * (len(self.levels) - 1))]
 
-    def read(
-        self, logprobs: Iterable[tuple[str, float]], *, min_mass: float = 0.01
-    ) -> Score:
+    def read(self, logprobs: Iterable[tuple[str, float]], *, min_mass: float = 0.01) -> Score:
         """Expected value and spread over the score tokens among ``(token, logprob)`` pairs.
 
         Several tokens may map to one level (``"7"`` and ``" 7"``); their probabilities add up.

@@ -36,9 +36,7 @@ _TRAILER: Final = r"(?:\s*\([^()\n]{0,40}\))?[ \t]*[.!]?"
 PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     (
         "rating tag",
-        re.compile(
-            r"<\s*(score|confidence|rating|certainty|probability)\s*>[^<\n]{0,20}<\s*/\s*\1\s*>", re.IGNORECASE
-        ),
+        re.compile(r"<\s*(score|confidence|rating|certainty|probability)\s*>[^<\n]{0,20}<\s*/\s*\1\s*>", re.IGNORECASE),
     ),
     ("template token", re.compile(r"<\|[^|<>\n]{1,40}\|>")),
     (
@@ -132,12 +130,30 @@ def filter_rater_text(text: str) -> FilterResult:
     return FilterResult(out, tuple(removed))
 
 
-def removed_names(*texts: str | None) -> tuple[str, ...]:
-    """The names of the patterns the filter removes from ``texts`` (each once, in pattern order)."""
-    found = {name for text in texts if text for name, _ in filter_rater_text(text).removed}
-    return tuple(name for name, _ in PATTERNS if name in found)
-
-
 def strip_rater_text(text: str) -> str:
     """Shorthand for ``filter_rater_text(text).text``."""
     return filter_rater_text(text).text
+
+
+@dataclass(frozen=True)
+class FilteredState:
+    """A scored state as the scorer reads it: question and answer filtered once, and what was removed.
+
+    ``removed`` names the patterns (in pattern order, each once) of everything that was removed
+    from the text actually sent. A question that is nothing but rater text is sent as it is (a
+    scorer prompt needs a question), so its removals are not reported: ``removed`` never claims
+    more than the filter did.
+    """
+
+    question: str
+    answer: str | None
+    removed: tuple[str, ...]
+
+
+def filter_state(question: str, answer: str | None) -> FilteredState:
+    """``question`` and ``answer`` without rater-directed text, filtered once each."""
+    q = filter_rater_text(question)
+    a = None if answer is None else filter_rater_text(answer)
+    kept_q = q if q.text else FilterResult(question, ())
+    found = {name for result in (kept_q, a) if result is not None for name, _ in result.removed}
+    return FilteredState(kept_q.text, None if a is None else a.text, tuple(n for n, _ in PATTERNS if n in found))

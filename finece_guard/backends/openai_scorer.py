@@ -32,8 +32,7 @@ from finece_guard.backends.http import OpenAIHTTP
 from finece_guard.backends.served_models import ScorerBinding, verify_scorer
 from finece_guard.config import FromSettings, setting_default
 from finece_guard.errors import BackendHTTPError, ConfigError, ScoreReadoutError
-from finece_guard.prompts import DEFAULT_SCALE, ScoreScale, build_scorer_messages
-from finece_guard.rating_filter import removed_names
+from finece_guard.prompts import DEFAULT_SCALE, ScoreScale, scorer_prompt
 from finece_guard.redact import redact_text
 from finece_guard.sync_bridge import run_sync
 from finece_guard.types import CheckpointKind, Score
@@ -154,9 +153,16 @@ class OpenAICompatScorer(BaseScorer, FromSettings):
 
     def payload(self, question: str, answer: str | None, kind: CheckpointKind) -> dict[str, Any]:
         """The chat-completions request body for one state."""
+        return self._request(question, answer, kind)[0]
+
+    def _request(
+        self, question: str, answer: str | None, kind: CheckpointKind
+    ) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The request body for one state and the rater-text patterns removed from it."""
+        prompt = scorer_prompt(question, answer, kind, strip_rater_text=self.strip_rater_text)
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": build_scorer_messages(question, answer, kind, strip_rater_text=self.strip_rater_text),
+            "messages": prompt.messages,
             "max_tokens": 1,
             "temperature": 0.0,
             "logprobs": True,
@@ -166,7 +172,7 @@ class OpenAICompatScorer(BaseScorer, FromSettings):
         }
         if self.priority is not None:
             body["priority"] = self.priority
-        return body
+        return body, prompt.rater_text
 
     def read(self, body: dict[str, Any]) -> Score:
         """Score from a chat-completions response body."""
@@ -181,7 +187,7 @@ class OpenAICompatScorer(BaseScorer, FromSettings):
 
     async def ascore(self, question: str, answer: str | None, kind: CheckpointKind) -> Score:
         t0 = time.perf_counter()
-        payload = self.payload(question, answer, kind)  # bad input fails before any network call
+        payload, rater_text = self._request(question, answer, kind)  # bad input fails before any network call
         await self.averify()
         try:
             body = await self.http.post_json("/chat/completions", payload)
@@ -200,7 +206,7 @@ class OpenAICompatScorer(BaseScorer, FromSettings):
             mass=score.mass,
             distribution=score.distribution,
             latency_s=time.perf_counter() - t0,
-            rater_text=removed_names(question, answer) if self.strip_rater_text else (),
+            rater_text=rater_text,
         )
         return recalibrated(raw, self.recalibrator)
 

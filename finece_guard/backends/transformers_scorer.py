@@ -21,8 +21,7 @@ from typing import Any
 from finece_guard.backends.base import BaseScorer, ScoreMap, ScoreRequest, recalibrated
 from finece_guard.config import setting_default
 from finece_guard.errors import FineCEError, SetupError
-from finece_guard.prompts import DEFAULT_SCALE, ScoreScale, build_scorer_messages
-from finece_guard.rating_filter import removed_names
+from finece_guard.prompts import DEFAULT_SCALE, ScoreScale, scorer_prompt
 from finece_guard.types import CheckpointKind, Score
 
 
@@ -76,12 +75,13 @@ class TransformersScorer(BaseScorer):
 
     def render(self, question: str, answer: str | None, kind: CheckpointKind) -> str:
         """The exact prompt text fed to the model."""
-        text = self.tokenizer.apply_chat_template(
-            build_scorer_messages(question, answer, kind, strip_rater_text=self.strip_rater_text),
-            tokenize=False,
-            continue_final_message=True,
-        )
-        return str(text)
+        return self._render(question, answer, kind)[0]
+
+    def _render(self, question: str, answer: str | None, kind: CheckpointKind) -> tuple[str, tuple[str, ...]]:
+        """The prompt text for one state and the rater-text patterns removed from it."""
+        prompt = scorer_prompt(question, answer, kind, strip_rater_text=self.strip_rater_text)
+        text = self.tokenizer.apply_chat_template(prompt.messages, tokenize=False, continue_final_message=True)
+        return str(text), prompt.rater_text
 
     def _forward(self, prompts: list[str]) -> list[list[tuple[str, float]]]:
         torch = self._torch
@@ -105,14 +105,14 @@ class TransformersScorer(BaseScorer):
         self, requests: Sequence[ScoreRequest], *, return_exceptions: bool = False
     ) -> list[Score | BaseException]:
         t0 = time.perf_counter()
-        prompts = [self.render(*r) for r in requests]
+        rendered = [self._render(*r) for r in requests]
+        prompts = [text for text, _ in rendered]
         tops = await asyncio.to_thread(self._forward, prompts)
         latency = (time.perf_counter() - t0) / max(1, len(requests))
         results: list[Score | BaseException] = []
-        for top, (question, answer, _) in zip(tops, requests, strict=True):
+        for top, (_, rater_text) in zip(tops, rendered, strict=True):
             try:
                 s = self.scale.read(top, min_mass=self.min_mass)
-                rater_text = removed_names(question, answer) if self.strip_rater_text else ()
                 raw = Score(s.value, s.spread, s.mass, s.distribution, latency, rater_text=rater_text)
                 results.append(recalibrated(raw, self.recalibrator))
             except FineCEError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -73,7 +74,7 @@ async def test_transformers_scorer_applies_recalibrator() -> None:
     # no model needed: bypass __init__ and stub the forward pass
     scorer = TransformersScorer.__new__(TransformersScorer)
     scorer.scale, scorer.min_mass, scorer.recalibrator, scorer.strip_rater_text = DEFAULT_SCALE, 0.01, halve, True
-    scorer.render = lambda question, answer, kind: f"{question}|{answer}"  # type: ignore[method-assign]
+    scorer.tokenizer = SimpleNamespace(apply_chat_template=lambda messages, **_: messages[0]["content"])
     scorer._forward = lambda prompts: [TOP for _ in prompts]  # type: ignore[method-assign]
     (a, b) = await scorer.ascore_many([("q?", "a", CheckpointKind.FINAL), ("q?", None, CheckpointKind.QUESTION)])
     assert isinstance(a, Score) and isinstance(b, Score)
