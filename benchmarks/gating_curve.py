@@ -28,8 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,41 +36,47 @@ import numpy as np
 
 from benchmarks.common import OUT, finish, stamp
 from finece_guard.backends.fusion import FusionModel
-from finece_guard.backends.http import OpenAIHTTP
+from finece_guard.backends.openai_generator import OpenAICompatGenerator, question_messages
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
 from finece_guard.config import DEFAULT_GENERATOR
 from finece_guard.data.checkers import is_correct
 from finece_guard.data.loaders import load_task
 from finece_guard.data.records import QARecord
-from finece_guard.types import CheckpointKind
+from finece_guard.errors import MetricError
+from finece_guard.evaluation.baselines import mean_token_prob, min_token_prob
+from finece_guard.types import CheckpointKind, TokenEvent
 
 RATES = tuple(round(0.05 * i, 2) for i in range(21))
 MAX_TOKENS = 96
 
 
-async def _answer(http: OpenAIHTTP, generator: str, prompt: str) -> tuple[str, list[float | None], list[str]]:
-    body = await http.post_json("/chat/completions", {
-        "model": generator, "messages": [{"role": "user", "content": prompt}], "max_tokens": MAX_TOKENS,
-        "temperature": 0.0, "logprobs": True, "top_logprobs": 1,
-    })  # fmt: skip
-    choice = body["choices"][0]
-    content = (choice.get("logprobs") or {}).get("content") or []
-    return str(choice["message"]["content"] or ""), [t.get("logprob") for t in content], [t["token"] for t in content]
+async def _answer(generator: OpenAICompatGenerator, prompt: str) -> tuple[str, list[TokenEvent]]:
+    """The greedy answer to ``prompt`` (one user message) and its tokens with logprobs."""
+    tokens = [t async for t in generator.astream(question_messages(prompt), max_tokens=MAX_TOKENS)]
+    return "".join(t.text for t in tokens), tokens
+
+
+def _token_baseline(signal: Callable[[Sequence[TokenEvent]], float], tokens: Sequence[TokenEvent]) -> float:
+    """A single-pass baseline of the answer; 0.5 (no information) for an answer without scored tokens."""
+    try:
+        return signal(tokens)
+    except MetricError:
+        return 0.5
 
 
 async def _one(
-    record: QARecord, http: OpenAIHTTP, scorers: dict[str, OpenAICompatScorer], generator: str
+    record: QARecord, generator: OpenAICompatGenerator, scorers: dict[str, OpenAICompatScorer]
 ) -> dict[str, Any]:
-    plain, lps, toks = await _answer(http, generator, record.prompt())
-    with_passage, _, _ = await _answer(http, generator, record.prompt(with_context=True))
+    plain, tokens = await _answer(generator, record.prompt())
+    with_passage, _ = await _answer(generator, record.prompt(with_context=True))
     question = record.prompt()
-    known = [lp for lp in lps if lp is not None]
     row: dict[str, Any] = {
         "id": record.id, "plain_correct": is_correct(record, plain),
         "passage_correct": is_correct(record, with_passage),
-        "min_token_prob": math.exp(min(known)) if known else 0.5,
-        "mean_token_prob": math.exp(sum(known) / len(known)) if known else 0.5,
-        "answer": plain, "answer_with_passage": with_passage, "logprobs": lps, "tokens": toks,
+        "min_token_prob": _token_baseline(min_token_prob, tokens),
+        "mean_token_prob": _token_baseline(mean_token_prob, tokens),
+        "answer": plain, "answer_with_passage": with_passage,
+        "logprobs": [t.logprob for t in tokens], "tokens": [t.text for t in tokens],
     }  # fmt: skip
     for name, scorer in scorers.items():
         row[f"fine_ce_question[{name}]"] = (await scorer.ascore(question, None, CheckpointKind.QUESTION)).value
@@ -137,7 +142,8 @@ def _plot(curve: dict[str, list[float]], path: Path, title: str) -> bool:
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     records = [r for r in load_task("sciq", partition="test") if r.context][: args.n]
-    http = OpenAIHTTP(args.base_url, timeout_s=300, max_concurrency=args.concurrency)
+    generator = OpenAICompatGenerator(args.base_url, model=args.generator, timeout_s=300,
+                                      max_concurrency=args.concurrency)  # fmt: skip
     scorers = {
         m: OpenAICompatScorer(args.base_url, model=m, timeout_s=300, max_concurrency=args.concurrency)
         for m in args.model.split(",")
@@ -146,14 +152,14 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     async def guarded(r: QARecord) -> dict[str, Any]:
         async with sem:
-            return await _one(r, http, scorers, args.generator)
+            return await _one(r, generator, scorers)
 
     try:
         rows = list(await asyncio.gather(*(guarded(r) for r in records)))
     finally:
         for scorer in scorers.values():
             await scorer.aclose()
-        await http.aclose()
+        await generator.aclose()
     return rows
 
 

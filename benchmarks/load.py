@@ -5,7 +5,9 @@ side by side in one run (unguarded then guarded at each N). Reported per N: gene
 the whole batch, wall time, mean and p90 time to first token, the guarded/unguarded throughput
 ratio, and the guard's checkpoints scored vs skipped (superseded under load), plus whether every
 run's question-only and final states were scored, for each guard ``max_partial_scores`` cap
-(``--partial-limits none,4``: no cap vs at most 4 partial scores in flight across the runs).
+(``--partial-limits none,4,0``: no cap, at most 4 partial scores in flight across the runs, and
+``0``: no partial checkpoint at all, only the question-only and final states every run must have
+scored, which bounds what any partial-scoring policy can reach).
 The server's scheduling policy and dtype are those ``finece-guard serve`` chose (priority
 scheduling: scoring requests queue behind generation).
 
@@ -20,6 +22,8 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_openai import ChatOpenAI
@@ -28,7 +32,22 @@ from benchmarks.common import finish, stamp
 from finece_guard import FineCEGuard, OpenAICompatScorer
 from finece_guard.config import DEFAULT_GENERATOR
 from finece_guard.data.loaders import load_task
-from finece_guard.types import CheckpointKind
+from finece_guard.types import CheckpointKind, TokenEvent
+
+#: the guard ``max_partial_scores`` caps compared side by side (0: no partial checkpoint at all)
+PARTIAL_LIMITS: tuple[int | None, ...] = (None, 4, 0)
+
+
+@dataclass(frozen=True)
+class NoPartials:
+    """A checkpoint strategy that never fires: the guard scores only the question-only and final states."""
+
+    @property
+    def name(self) -> str:
+        return "none"
+
+    def reason(self, tokens: Sequence[TokenEvent], since_last: int) -> str | None:
+        return None
 
 
 async def _stream(target: Any, prompt: str) -> tuple[float, float, int, Any]:
@@ -75,9 +94,13 @@ async def batch(llm: ChatOpenAI, prompts: list[str], guard: FineCEGuard | None) 
                  "final_scored_share": sum(_last_state_scored(r) for r in outs) / len(outs)}  # fmt: skip
     wall = time.perf_counter() - t0
     return {
-        "n": len(prompts), "wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall,
+        "n": len(prompts),
+        "wall_s": wall,
+        "tokens": tokens,
+        "tokens_per_s": tokens / wall,
         "ttft_mean_s": statistics.mean(ttfts) if ttfts else None,
-        "ttft_p90_s": ttfts[int(0.9 * (len(ttfts) - 1))] if ttfts else None, **extra,
+        "ttft_p90_s": ttfts[int(0.9 * (len(ttfts) - 1))] if ttfts else None,
+        **extra,
     }
 
 
@@ -93,9 +116,10 @@ async def run(base_url: str, sizes: list[int], max_tokens: int, limits: list[int
                      stream_usage=True)  # fmt: skip
     scorer = OpenAICompatScorer(base_url, timeout_s=900)
     guards = {
-        limit: FineCEGuard(llm, scorer=scorer, deadline_s=600.0, on_scorer_error="open", max_partial_scores=limit)
+        limit: FineCEGuard(llm, scorer=scorer, deadline_s=600.0, on_scorer_error="open",
+                           max_partial_scores=limit or None, **({"checkpoints": NoPartials()} if limit == 0 else {}))
         for limit in limits
-    }
+    }  # fmt: skip
     records = load_task("sciq", partition="test") + load_task("arc_easy", partition="test")
     prompts_all = [r.prompt() for r in records]
     await batch(llm, prompts_all[:4], None)  # warm-up (kernel compilation for new shapes)
@@ -124,8 +148,9 @@ def markdown(result: dict[str, Any], header: list[str]) -> list[str]:
     for r in result["rows"]:
         u, g = r["unguarded"], r["guarded"]
         cap = r.get("max_partial_scores", "none")
+        shown = "none" if cap is None else "0 (question + final only)" if cap == 0 else cap
         lines.append(
-            f"| {r['n']} | {'none' if cap is None else cap} | {u['tokens_per_s']:.1f} | {g['tokens_per_s']:.1f} | "
+            f"| {r['n']} | {shown} | {u['tokens_per_s']:.1f} | {g['tokens_per_s']:.1f} | "
             f"{r['throughput_ratio']:.2f} | "
             f"{u['wall_s']:.1f} | {g['wall_s']:.1f} | {u['ttft_mean_s']:.2f} / {u['ttft_p90_s']:.2f} | "
             f"{g['ttft_mean_s_streams']:.2f} | {g['checkpoints_scored']} / {g['checkpoints_skipped']} | "
@@ -139,7 +164,8 @@ def main() -> None:
     ap.add_argument("--base-url", default="http://127.0.0.1:8011/v1")
     ap.add_argument("--sizes", default="16,32,64")
     ap.add_argument("--max-tokens", type=int, default=96)
-    ap.add_argument("--partial-limits", default="none,4", help="guard max_partial_scores values to compare")
+    ap.add_argument("--partial-limits", default=",".join("none" if x is None else str(x) for x in PARTIAL_LIMITS),
+                    help="guard max_partial_scores values to compare; 0: no partial checkpoints at all")  # fmt: skip
     args = ap.parse_args()
     limits = [None if x == "none" else int(x) for x in args.partial_limits.split(",")]
     result = asyncio.run(run(args.base_url, [int(x) for x in args.sizes.split(",")], args.max_tokens, limits))

@@ -52,7 +52,7 @@ def main() -> None:
         sections.append(str(finish("scorer_throughput", r, scorer_throughput.markdown(r, ["## Scorer throughput"]))))
         r = asyncio.run(guard_overhead.main_async(url, 8, 96))
         sections.append(str(finish("guard_overhead", r, guard_overhead.markdown(r, ["## Guard overhead"]))))
-        r = asyncio.run(load.run(url, [16, 32, 64], 96, [None, 4]))
+        r = asyncio.run(load.run(url, [16, 32, 64], 96, list(load.PARTIAL_LIMITS)))
         sections.append(str(finish("load", r, load.markdown(r, ["## Load: guarded vs unguarded streams"]))))
         r = {**stamp(url), **asyncio.run(data_cost.run(url, 3, "sciq_mc"))}
         sections.append(str(finish("data_cost", r, data_cost.markdown(r, ["## Data construction cost"]))))
