@@ -14,6 +14,7 @@ import pytest
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
 from finece_guard.backends.stack import Stack, resolve_stack
 from finece_guard.backends.vllm_server import VLLMServer, free_port
+from finece_guard.commands.common import sigterm_as_interrupt
 from finece_guard.config import load_settings
 from finece_guard.types import CheckpointKind
 
@@ -57,21 +58,24 @@ def vllm_server() -> Iterator[LiveServer]:
     """A real vLLM (CPU build) serving the default model + FineCE adapter on 127.0.0.1:<free port>.
 
     Fails (never skips) when vLLM cannot start: run `make test`, which installs it first.
-    Teardown checks that every process of the server's group is gone.
+    Teardown checks that every process of the server's group is gone. A SIGTERM to pytest (e.g.
+    from `timeout`) becomes an interrupt, so the teardown still stops the server; a SIGKILL is
+    left to the server's supervisor (finece_guard.backends.supervise).
     """
     settings = load_settings()
     stack = resolve_stack(settings, port=free_port())
     server = VLLMServer(stack.spec, startup_timeout_s=settings.startup_timeout_s)
-    server.start()
-    pid = server.pid
-    assert pid is not None
-    try:
-        # warm-up: the first LoRA batch compiles kernels (tens of seconds on CPU); then batches that
-        # mix a generation stream with scoring of longer states, as every guarded test does
-        asyncio.run(_warm_up(server.base_url, stack.spec.served_name))
-        yield LiveServer(server.base_url, stack, pid, server.startup_s or 0.0)
-    finally:
-        server.stop()
+    with sigterm_as_interrupt():
+        server.start()
+        pid = server.pid
+        assert pid is not None
+        try:
+            # warm-up: the first LoRA batch compiles kernels (tens of seconds on CPU); then batches that
+            # mix a generation stream with scoring of longer states, as every guarded test does
+            asyncio.run(_warm_up(server.base_url, stack.spec.served_name))
+            yield LiveServer(server.base_url, stack, pid, server.startup_s or 0.0)
+        finally:
+            server.stop()
     deadline = time.monotonic() + 10
     while _group_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -5,6 +5,8 @@ One server, two "models": ``model=<generator>`` and ``model=finece`` (the LoRA a
 CPU build pins torch/transformers versions that would fight the library's), in its own process
 group, bound to 127.0.0.1 by default. :meth:`VLLMServer.stop` sends SIGTERM to the whole group
 and SIGKILL after a grace period, so no engine process outlives it. Use it as a context manager.
+The group's leader is a small supervisor (:mod:`finece_guard.backends.supervise`) that also takes
+the group down when the launching process dies without running its ``finally`` blocks.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from types import TracebackType
 
 import httpx
 
+from finece_guard.backends import supervise
 from finece_guard.backends.dtype import resolve_dtype
 from finece_guard.config import FineCESettings
 from finece_guard.errors import ConfigError, PortInUseError, ServerStartError, SetupError
@@ -147,6 +150,15 @@ def adapter_shape(adapter_dir: Path) -> tuple[int, tuple[str, ...]]:
     return rank, targets
 
 
+def supervised(command: list[str], python: Path) -> list[str]:
+    """``command`` run under :mod:`finece_guard.backends.supervise` (by file path, in ``python``).
+
+    The supervisor leads the server's process group and takes it down when the launching process
+    is gone, even one killed outright, or when the server ignores SIGTERM while starting.
+    """
+    return [str(python), str(Path(supervise.__file__).resolve()), "--", *command]
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
     """Ask Linux to SIGTERM the server if the process that started it dies (even by SIGKILL)."""
     with contextlib.suppress(Exception):
@@ -217,7 +229,7 @@ class VLLMServer:
         t0 = time.monotonic()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                build_command(self.spec),
+                supervised(build_command(self.spec), self.spec.python),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

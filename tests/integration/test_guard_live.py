@@ -8,6 +8,7 @@ with the offline MiniLM embeddings. Abort is checked against the server's own to
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -214,7 +215,7 @@ async def test_hung_scorer_never_holds_the_run_past_the_deadline(vllm_server, si
     assert not result.accepted and "deadline" in result.reason and gen_only > 0
 
 
-def test_sync_invoke_twice_with_chatopenai(vllm_server) -> None:
+async def test_sync_invoke_twice_with_chatopenai(vllm_server) -> None:
     """Plain sync user code (its own process, no event loop): two invokes in a row both work.
 
     The sync wrappers share one background loop, so langchain-openai's cached async client
@@ -231,7 +232,8 @@ guard = FineCEGuard(llm, scorer=OpenAICompatScorer(url))
 a, b = guard.invoke("Name a fruit."), guard.invoke("Name a fruit.")
 print(json.dumps([[r.answer, r.confidence, [x.error for x in r.attempts]] for r in (a, b)]))
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    out = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script], capture_output=True, text=True,
+                                  timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     (a_text, a_conf, a_err), (b_text, b_conf, b_err) = json.loads(out.stdout.strip().splitlines()[-1])
     assert a_text and a_text == b_text and a_err == [None] and b_err == [None]

@@ -231,7 +231,7 @@ async def test_a_wrong_scorer_is_refused_before_any_answer_is_judged(vllm_server
     assert guard.handler.active_runs == 0
 
 
-def test_invoke_then_ainvoke_in_one_process(vllm_server) -> None:
+async def test_invoke_then_ainvoke_in_one_process(vllm_server) -> None:
     """Plain user code: sync invoke, then ainvoke on the user's own loop, then invoke again."""
     script = f"""
 import asyncio, json
@@ -246,7 +246,8 @@ b = asyncio.run(guard.ainvoke("Name a fruit."))
 c = guard.invoke("Name a fruit.")
 print(json.dumps([[r.answer, r.confidence, r.accepted, [x.error for x in r.attempts]] for r in (a, b, c)]))
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    out = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script], capture_output=True, text=True,
+                                  timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     rows = json.loads(out.stdout.strip().splitlines()[-1])
     assert all(r[3] == [None] and r[2] and r[1] is not None for r in rows), rows
