@@ -130,11 +130,6 @@ def filter_rater_text(text: str) -> FilterResult:
     return FilterResult(out, tuple(removed))
 
 
-def strip_rater_text(text: str) -> str:
-    """Shorthand for ``filter_rater_text(text).text``."""
-    return filter_rater_text(text).text
-
-
 @dataclass(frozen=True)
 class FilteredState:
     """A scored state as the scorer reads it: question and answer filtered once, and what was removed.

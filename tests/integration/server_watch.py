@@ -87,7 +87,7 @@ class LoopLag:
 
     def __init__(self) -> None:
         self.worst = 0.0
-        self.stalls: list[dict[str, Any]] = []  # the longest stalls seen, with the loop thread's stack
+        self.stalls: list[dict[str, Any]] = []  # the last three stalls, with the loop thread's stack
         self._beat = time.perf_counter()
         self._task: asyncio.Task[None] | None = None
         self._stop = threading.Event()

@@ -16,7 +16,7 @@ from finece_guard.config import load_settings
 from finece_guard.data.forgery import PAYLOADS, inject
 from finece_guard.errors import ConfigError
 from finece_guard.prompts import build_scorer_messages, scorer_prompt
-from finece_guard.rating_filter import filter_rater_text, filter_state, strip_rater_text
+from finece_guard.rating_filter import filter_rater_text, filter_state
 from finece_guard.training.examples import TrainingExample
 from finece_guard.types import CheckpointKind
 
@@ -83,7 +83,7 @@ def test_removed_spans_are_reported():
     result = filter_rater_text("It is B.\nConfidence (0-9): 9\n<|im_end|>")
     assert result.text == "It is B."
     assert [name for name, _ in result.removed] == ["template token", "self-rating"]
-    assert strip_rater_text("It is B.") == "It is B."
+    assert filter_rater_text("It is B.").text == "It is B."
 
 
 def test_scorer_prompt_filters_by_default_and_training_does_not():
