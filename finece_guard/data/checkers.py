@@ -228,10 +228,17 @@ def numeric_correct(answer: str, gold: str) -> bool:
 _AMBIGUOUS_LETTERS: Final = frozenset("AI")
 _LABEL_PUNCTUATION: Final = frozenset(".):,]")
 _CONNECTORS = re.compile(r"\s+(?:because|since|as|is|which|[-–—])(?=\s|$)", re.IGNORECASE)
+#: "answer is", "answer to this question is indeed", "option would be:", "I choose"
 _CHOICE_MARKER = re.compile(
-    r"\b(?:answer|option|choice)\s*(?:is\b|would\s+be\b|:)\s*:?\s*|\bi\s+(?:choose|pick|select)\s+", re.IGNORECASE
+    r"\b(?:answer|option|choice)(?:\s+(?:to|for)\s+(?:the|this)\s+question)?\s*(?:is\b|would\s+be\b|:)\s*:?\s*"
+    r"(?:(?:indeed|clearly|likely|probably|definitely)\s+)?|\bi\s+(?:choose|pick|select)\s+",
+    re.IGNORECASE,
 )
-_LEADING_LABEL = re.compile(r"[\s*_#>]*(?:(?i:option|choice|letter)\s+)?([(\[]?)([A-Za-z])(?![A-Za-z0-9'’-])")
+#: Quotes a small model puts around a label ('The answer is "D"', "answer is 'B'")
+_QUOTES: Final = "\"'“”‘’"
+_LEADING_LABEL = re.compile(
+    r"[\s*_#>\"'“‘]*(?:(?i:option|choice|letter)\s+)?([(\[]?)([A-Za-z])(?![A-Za-z0-9-]|['’][A-Za-z])"
+)
 _EXPLICIT_LABEL = re.compile(r"\(([A-Za-z])\)|\b(?i:option|choice|letter)\s+\(?([A-Z])\b")
 
 
@@ -260,7 +267,7 @@ def _leading_letter(text: str, choices: Sequence[str]) -> int | None:
     index = LETTERS.find(letter.upper())
     if not 0 <= index < len(choices):
         return None
-    rest = text[match.end() :].lstrip("*_")
+    rest = text[match.end() :].lstrip("*_" + _QUOTES)
     if bracket and not rest.startswith(")" if bracket == "(" else "]"):
         return None
     return index if _label_accepted(letter, bool(bracket), rest, choices[index]) else None

@@ -118,7 +118,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "P(True), verbalized and self-consistency are fixed monotone maps: compare their AUROC, not their ECE."
     )
     for group, t1 in report["table1"].items():
-        lines += ["", f"### {group} (n = {t1['n']}, accuracy {fmt_cell(t1['accuracy'])})", ""]
+        unreadable = f", no committed answer {float(t1['no_final']):.1%}" if "no_final" in t1 else ""
+        lines += ["", f"### {group} (n = {t1['n']}, accuracy {fmt_cell(t1['accuracy'])}{unreadable})", ""]
         rows = [
             [method, fmt_cell(m["ece"]), fmt_cell(m["auroc"]), fmt_cell(m["brier"]), str(m["n"])]
             for method, m in t1["methods"].items()

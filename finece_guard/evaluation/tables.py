@@ -138,6 +138,8 @@ def table_one(
         out[group] = {
             "n": len(recs),
             "accuracy": cell("accuracy", [0.0] * len(labels), labels, n_resamples=n_resamples, seed=seed),
+            # answers that commit to no option / number / span: scored, but no checker can tell them right
+            "no_final": sum(r.final is None for r in recs) / len(recs),
             "methods": methods,
         }
     return out

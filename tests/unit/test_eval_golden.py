@@ -6,6 +6,8 @@ the report that run wrote; ``golden/report-recal-compare.{json,md}`` was written
 the code before the evaluation package was split (issue 13), with an isotonic recalibrator fitted on the
 even records and a comparison against a flipped reference, so recalibration, comparison and every
 table are pinned too. A refactor that changes any number or any line of Markdown fails here.
+Regenerated once on 2026-12-02 (issue 11): Table I gained each group's share of answers with no committed
+answer (``no_final``); no other byte changed.
 """
 
 from __future__ import annotations

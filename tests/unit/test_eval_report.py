@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,14 @@ def test_abort_suggestions_by_hand() -> None:
         "thresholds"
     ]
     assert "the most is 35.0%" in th["abort_for_savings"]["paragraph"]["error"]
+
+
+def test_table_one_reports_answers_without_a_committed_answer() -> None:
+    """Lever 6 of issue 11: every group states how many answers no checker can read, beside accuracy."""
+    records = [replace(r, final=None) if i % 4 == 0 else r for i, r in enumerate(RECORDS)]
+    report = build_report(records, config=CONFIG, n_resamples=50)
+    for group in ("arc_easy", "sciq", ALL):
+        mine = [r for r in records if group in (ALL, r.task)]
+        assert report["table1"][group]["no_final"] == pytest.approx(sum(r.final is None for r in mine) / len(mine))
+    assert report["table1"][ALL]["no_final"] == pytest.approx(18 / 70)
+    assert f"no committed answer {18 / 70:.1%})" in render_markdown(report)
