@@ -1,0 +1,133 @@
+"""Which multiple-choice instruction makes the default generator answer in a checkable form?
+
+Issue 11, lever 6: SmolLM2-135M leaves 9-24% of its multiple-choice answers without a readable
+option, and a confidence score of an answer nobody can check is noise. This benchmark answers the
+same dev-partition questions greedily (the eval harness's ``max_tokens``) under each candidate
+last line of the prompt and reports, per task and instruction, the accuracy, the share of answers
+:func:`~finece_guard.data.checkers.extract_choice` cannot read, and how many answers copied the
+instruction's placeholder instead of a letter. The answers are kept in the JSON, so a checker
+change can be re-measured on the very same text (``--rescore``) without a server.
+
+    .venv/bin/python -m benchmarks.choice_prompt --base-url http://127.0.0.1:8021/v1 --limit 25 \\
+        --label dev-2026-12-02
+    .venv/bin/python -m benchmarks.choice_prompt --rescore benchmarks/results/choice_prompt_dev-2026-12-02.json
+
+Writes benchmarks/results/choice_prompt_<label>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import finish, stamp
+from finece_guard.backends.openai_generator import OpenAICompatGenerator, question_messages
+from finece_guard.config import DEFAULT_GENERATOR
+from finece_guard.data.checkers import extract_choice
+from finece_guard.data.loaders import load_task
+from finece_guard.data.records import CHOICE_INSTRUCTION, LETTERS, QARecord
+from finece_guard.evaluation.settings import EvalConfig
+
+#: Candidate last lines; ``{letters}`` becomes "A, B, C or D" for a four-option question.
+INSTRUCTIONS: dict[str, str] = {
+    "current": CHOICE_INSTRUCTION,
+    "end-letter": "Explain your reasoning briefly, then end with the line 'Answer: X', where X is one of {letters}.",
+    "letter-first": "Start your reply with 'Answer: X', where X is one of {letters}, then explain briefly.",
+}
+TASKS = ("arc_easy", "sciq_mc", "arc_challenge")
+PLACEHOLDER = re.compile(r"<\s*letter\s*>|\bAnswer:\s*X\b", re.IGNORECASE)
+
+
+def _letters(record: QARecord) -> str:
+    labels = LETTERS[: len(record.choices)]
+    return ", ".join(labels[:-1]) + f" or {labels[-1]}"
+
+
+def render(record: QARecord, instruction: str) -> str:
+    """The record's prompt with its last line (the task instruction) replaced by ``instruction``."""
+    head, last = record.prompt().rsplit("\n", 1)
+    assert last == CHOICE_INSTRUCTION, f"{record.id}: the prompt no longer ends with the choice instruction"
+    return f"{head}\n{instruction.format(letters=_letters(record))}"
+
+
+async def _answers(base_url: str, records: list[QARecord], names: list[str], concurrency: int) -> list[dict[str, Any]]:
+    generator = OpenAICompatGenerator(base_url, model=DEFAULT_GENERATOR)
+    gate = asyncio.Semaphore(concurrency)
+    max_tokens = EvalConfig().max_tokens
+
+    async def one(record: QARecord, name: str) -> dict[str, Any]:
+        async with gate:
+            messages = question_messages(render(record, INSTRUCTIONS[name]))
+            text = "".join([t.text async for t in generator.astream(messages, max_tokens=max_tokens)])
+        return {"id": record.id, "task": record.task, "instruction": name, "answer": text}
+
+    try:
+        return list(await asyncio.gather(*(one(r, n) for n in names for r in records)))
+    finally:
+        await generator.aclose()
+
+
+def _table(answers: list[dict[str, Any]], records: dict[str, QARecord]) -> tuple[list[dict[str, Any]], list[str]]:
+    rows: list[dict[str, Any]] = []
+    for name in dict.fromkeys(a["instruction"] for a in answers):
+        for task in [*dict.fromkeys(a["task"] for a in answers), "pooled"]:
+            mine = [a for a in answers if a["instruction"] == name and task in ("pooled", a["task"])]
+            picks = [extract_choice(a["answer"], records[a["id"]].choices) for a in mine]
+            rows.append(
+                {
+                    "instruction": name,
+                    "task": task,
+                    "n": len(mine),
+                    "accuracy": sum(p == records[a["id"]].gold_index for p, a in zip(picks, mine, strict=True))
+                    / len(mine),
+                    "unreadable": sum(p is None for p in picks) / len(mine),
+                    "placeholder": sum(bool(PLACEHOLDER.search(a["answer"])) for a in mine) / len(mine),
+                }
+            )
+    md = ["| instruction | task | n | accuracy | unreadable | placeholder copied |", "|---|---|---|---|---|---|"]
+    md += [
+        f"| {r['instruction']} | {r['task']} | {r['n']} | {r['accuracy']:.3f} | {r['unreadable']:.1%} | "
+        f"{r['placeholder']:.1%} |"
+        for r in rows
+    ]
+    return rows, md
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base-url", default="http://127.0.0.1:8021/v1")
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--instructions", default=",".join(INSTRUCTIONS))
+    parser.add_argument("--limit", type=int, default=25, help="dev questions per task")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--label", default="dev")
+    parser.add_argument("--rescore", type=Path, help="re-check the answers of an earlier result file (no server)")
+    args = parser.parse_args(argv)
+    if args.rescore:
+        earlier = json.loads(args.rescore.read_text())
+        answers, tasks, meta = earlier["answers"], earlier["tasks"], earlier["stamp"]
+        label = f"{args.rescore.stem.removeprefix('choice_prompt_')}-rescored"
+    else:
+        tasks, meta, label = args.tasks.split(","), stamp(args.base_url), args.label
+    records = {r.id: r for task in tasks for r in load_task(task, partition="dev", limit=args.limit)}
+    if not args.rescore:
+        names = args.instructions.split(",")
+        answers = asyncio.run(_answers(args.base_url, list(records.values()), names, args.concurrency))
+    rows, md = _table(answers, records)
+    head = [
+        f"# Multiple-choice instruction vs checkable answers ({label})",
+        "",
+        f"{meta['date']}, {meta['machine']}; dev partition, greedy, {len(records)} questions of "
+        f"{', '.join(tasks)}; instructions:",
+        "",
+    ]
+    head += [f"- `{n}`: {INSTRUCTIONS[n]!r}" for n in dict.fromkeys(a["instruction"] for a in answers)] + [""]
+    finish(f"choice_prompt_{label}", {"stamp": meta, "tasks": tasks, "rows": rows, "answers": answers}, head + md)
+
+
+if __name__ == "__main__":
+    main()
