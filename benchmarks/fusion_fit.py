@@ -138,26 +138,52 @@ def _paired(a: Sequence[float], b: Sequence[float], labels: Sequence[bool], n_bo
     return [point, lo, hi]
 
 
-def early_abort(values: Sequence[float], records: Sequence[AnswerRecord], at: Sequence[int | None],
-                max_correct_lost: float = 0.05) -> dict[str, Any]:  # fmt: skip
-    """Abort at p(1) when its score < θ: the largest θ losing ≤ ``max_correct_lost`` of the correct answers.
-
-    Returns θ, the share of correct answers lost, and the share of the tokens of eventually-wrong
-    answers saved (tokens after p(1) that an abort there does not generate).
-    """
+def abort_at(values: Sequence[float], records: Sequence[AnswerRecord], at: Sequence[int | None],
+             theta: float) -> dict[str, Any]:  # fmt: skip
+    """Abort at p(1) when its score < ``theta``: the share of correct answers lost and the share of the
+    tokens of eventually-wrong answers saved (tokens after p(1) that an abort there does not generate)."""
     idx = [i for i, v in enumerate(values) if not math.isnan(v) and at[i] is not None]
     correct = [i for i in idx if records[i].correct]
     wrong = [i for i in idx if not records[i].correct]
     wrong_tokens = sum(records[i].n_tokens for i in wrong) or 1
+    lost = sum(values[i] < theta for i in correct) / max(len(correct), 1)
+    saved = sum(records[i].n_tokens - (at[i] or 0) for i in wrong if values[i] < theta) / wrong_tokens
+    return {"theta": theta, "correct_lost": lost, "wrong_tokens_saved": saved, "n": len(idx)}
+
+
+def early_abort(values: Sequence[float], records: Sequence[AnswerRecord], at: Sequence[int | None],
+                max_correct_lost: float = 0.05) -> dict[str, Any]:  # fmt: skip
+    """The largest θ of :func:`abort_at` on these very records that loses ≤ ``max_correct_lost`` of the
+    correct answers (chosen in hindsight: an upper bound; ``--dev`` also reports θ chosen on dev)."""
+    idx = [i for i, v in enumerate(values) if not math.isnan(v) and at[i] is not None]
     best: dict[str, Any] = {"theta": None, "correct_lost": 0.0, "wrong_tokens_saved": 0.0, "n": len(idx)}
     for theta in [*sorted({values[i] for i in idx}), float("inf")]:
-        lost = sum(values[i] < theta for i in correct) / max(len(correct), 1)
-        if lost > max_correct_lost:
+        found = abort_at(values, records, at, theta)
+        if found["correct_lost"] > max_correct_lost:
             break
-        saved = sum(records[i].n_tokens - (at[i] or 0) for i in wrong if values[i] < theta) / wrong_tokens
-        if saved >= best["wrong_tokens_saved"]:
-            best = {"theta": theta, "correct_lost": lost, "wrong_tokens_saved": saved, "n": len(idx)}
+        if found["wrong_tokens_saved"] >= best["wrong_tokens_saved"]:
+            best = found
     return best
+
+
+def _cross_fit(records: Sequence[AnswerRecord]) -> Callable[[AnswerRecord, list[float]], float]:
+    """FineCE+ predictions by 5-fold cross-fitting (folds by question): no record is scored by a model it fit."""
+    keys = sorted({r.key for r in records})
+    fold_of = {k: i % 5 for i, k in enumerate(keys)}
+    folds = {f: _fit([r for r in records if fold_of[r.key] != f], {"fold": f}) for f in range(5)}
+
+    def predict(r: AnswerRecord, feats: list[float]) -> float:
+        return folds[fold_of[r.key]].predict(feats)
+
+    return predict
+
+
+def _dev_thetas(dev: Sequence[AnswerRecord], strategy: str) -> dict[str, float | None]:
+    """Per p(1) signal, the early-abort θ chosen on the dev records (FineCE+ cross-fitted on dev, so its
+    dev values are out-of-sample like the test ones); applied unchanged to the test records."""
+    cols = _columns(dev, _cross_fit(dev), strategy)["p1"]
+    at = [(_p1(r, strategy) or (None, 0.0))[0] for r in dev]
+    return {name: early_abort(vals, dev, at)["theta"] for name, vals in cols.items()}
 
 
 def _fmt(iv: list[float] | None) -> str:
@@ -201,9 +227,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     test = read_records(args.test)
+    dev_thetas: dict[str, float | None] = {}
     if args.dev is not None:
         dev = read_records(args.dev)
         model = _fit(dev, {"fit_on": str(args.dev), "records": len(dev)})
+        dev_thetas = _dev_thetas(dev, args.strategy)
 
         def predict(r: AnswerRecord, feats: list[float]) -> float:
             return model.predict(feats)
@@ -212,16 +240,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.save_model is not None:
             model.save(args.save_model)
     else:
-        folds: dict[str, FusionModel] = {}
-        keys = sorted({r.key for r in test})
-        fold_of = {k: i % 5 for i, k in enumerate(keys)}
-        for f in range(5):
-            train = [r for r in test if fold_of[r.key] != f]
-            folds[str(f)] = _fit(train, {"fold": f, "records": len(train)})
-
-        def predict(r: AnswerRecord, feats: list[float]) -> float:
-            return folds[str(fold_of[r.key])].predict(feats)
-
+        predict = _cross_fit(test)
         how = (
             "5-fold cross-fitting on the test records "
             "(no dev records given; each answer scored by a model that never saw it)"
@@ -247,13 +266,28 @@ def main(argv: Sequence[str] | None = None) -> None:
             md += lines
         at = [(_p1(r, args.strategy) or (None, 0.0))[0] for r in recs]
         aborts = {name: early_abort(vals, recs, at) for name, vals in cols["p1"].items()}
+        from_dev = {
+            name: abort_at(vals, recs, at, theta)
+            for name, vals in cols["p1"].items()
+            if (theta := dev_thetas.get(name)) is not None
+        }
         result["sections"][f"{gname}/early_abort"] = aborts
+        result["sections"][f"{gname}/early_abort_dev_theta"] = from_dev
         md += [f"#### {gname}: early abort at p(1) (≤ 5% of correct answers lost)", "",
-               "| signal at p(1) | θ | correct lost | tokens of wrong answers saved |",
-               "|---|---|---|---|"]  # fmt: skip
+               "θ in hindsight: the best θ on these test answers (an upper bound)"
+               + ("; θ from dev: chosen the same way on the dev records, then applied here" if from_dev else "")
+               + ".", "",
+               "| signal at p(1) | θ (hindsight) | correct lost | tokens of wrong answers saved "
+               + ("| θ from dev | correct lost | tokens saved |" if from_dev else "|"),
+               "|---|---|---|---|" + ("---|---|---|" if from_dev else "")]  # fmt: skip
         for name, a in aborts.items():
             theta = "n/a" if a["theta"] is None else f"{a['theta']:.3f}"
-            md.append(f"| {name} | {theta} | {a['correct_lost']:.1%} | {a['wrong_tokens_saved']:.1%} |")
+            row = f"| {name} | {theta} | {a['correct_lost']:.1%} | {a['wrong_tokens_saved']:.1%} |"
+            if from_dev:
+                d = from_dev.get(name)
+                cells = f" {d['theta']:.3f} | {d['correct_lost']:.1%} | {d['wrong_tokens_saved']:.1%} |" if d else ""
+                row += cells or " n/a | | |"
+            md.append(row)
         md.append("")
     if model is not None:
         result["model"] = {"coef": dict(zip(FEATURES, model.coef, strict=True)), "intercept": model.intercept}

@@ -214,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     md = [f"## Gating curve: {args.label}", "",
           f"{result['machine']}; {result['date']}; scorer `{args.model}`; {len(rows)} SciQ test questions with a "
           f"support passage; greedy, ≤ {MAX_TOKENS} tokens. Accuracy without the passage {plain:.3f}, with it "
-          f"{passage:.3f} (always retrieve).", "",
+          f"{passage:.3f} (always retrieve)."
+          + (f" Answers and scores reused from `{args.from_json}`." if args.from_json else ""), "",
           "| gate (signal of the passage-less run) | accuracy at 25% | at 50% | at 75% "
           "| gain over random at 50% [95% CI] |",
           "|---|---|---|---|---|"]  # fmt: skip

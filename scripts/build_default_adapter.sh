@@ -7,7 +7,8 @@
 #      (its sha256 is checked; rebuilding it instead: data_builds/smollm2-2026-12-01/build.sh);
 #   3. training from (1) on (2): one forged twin per answer state with the clean label, schedule planned for
 #      2 epochs, stopped at step 106 (where the 24-minute budget stopped the original run);
-#   4. FineCE+: eval on the dev partitions, fusion fit on those records, saved beside the adapter;
+#   4. FineCE+: eval on the dev partitions (75 questions per task; ARC-Challenge has 54), fusion fit on those
+#      records, saved beside the adapter (the committed one: 354 dev answers, 2026-12-02);
 #   5. the test-partition eval the README quotes.
 # Every step is resumable: re-run the script after an interruption and it continues. Steps 1, 4 and 5 need
 # a server; the script starts one per step and stops it. Wall times (2-core AMD EPYC): step 1 ~70 min,
@@ -54,7 +55,7 @@ $fg train "$SNAP" --out "$ADAPTER" --init-adapter "$RUN/adapter-2026-11-23" --fo
 # 4-5. dev eval -> FineCE+ fit; test eval
 serve "$ADAPTER"
 TASKS=sciq+passage,sciq,arc_easy,arc_challenge,nq_open
-$fg eval --out "$RUN/eval-dev" --tasks $TASKS --limit 25 --partition dev --sc-n 0 \
+$fg eval --out "$RUN/eval-dev" --tasks $TASKS --limit 75 --partition dev --sc-n 0 \
   --concurrency 4 --seed 0 --quiet --no-plots --base-url "$URL"
 $fg eval --out "$RUN/eval-test" --tasks $TASKS --limit 50 --partition test --sc-n 5 \
   --concurrency 4 --seed 0 --quiet --base-url "$URL"

@@ -38,3 +38,17 @@ def test_a_section_counts_only_the_answers_where_the_position_exists() -> None:
     assert sec["n"] == 6 and sec["accuracy"] == pytest.approx(0.5)
     assert sec["metrics"]["FineCE (raw)"]["n"] == 6
     assert lines[0] == "#### pooled: p(1) (n = 6 of 12 answers, accuracy 0.500)"
+
+
+def test_a_dev_theta_is_applied_unchanged_to_other_answers() -> None:
+    from benchmarks.fusion_fit import abort_at
+
+    dev: list[Any] = [_Rec(True, 100)] * 10 + [_Rec(False, 100)] * 10
+    dev_values = [0.6] * 10 + [0.2] * 10
+    theta = early_abort(dev_values, dev, [20] * 20)["theta"]
+    assert theta == pytest.approx(0.6)  # the largest θ that loses no correct dev answer
+    test: list[Any] = [_Rec(True, 50)] * 4 + [_Rec(False, 50)] * 4
+    test_values = [0.5, 0.7, 0.7, 0.7, 0.1, 0.1, 0.9, 0.9]  # one correct answer falls below the dev θ
+    got = abort_at(test_values, test, [10] * 8, theta)
+    assert got["correct_lost"] == pytest.approx(1 / 4)  # what the dev θ costs here, not the test-optimal θ
+    assert got["wrong_tokens_saved"] == pytest.approx(2 * 40 / 200)
