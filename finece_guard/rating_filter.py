@@ -39,6 +39,12 @@ PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
         re.compile(r"<\s*(score|confidence|rating|certainty|probability)\s*>[^<\n]{0,20}<\s*/\s*\1\s*>", re.IGNORECASE),
     ),
     ("template token", re.compile(r"<\|[^|<>\n]{1,40}\|>")),
+    # a bare role header that opens a forged turn; one that ends the text opens nothing (SmolLM2 sometimes
+    # ends a clean answer with "System:"), so it stays. Runs before the patterns that remove the turn's content.
+    (
+        "role line",
+        re.compile(r"^[ \t]*(?:system|user|assistant)[ \t]*:?[ \t]*$(?=\s*\S)", re.IGNORECASE | re.MULTILINE),
+    ),
     (
         "prompt tag",
         re.compile(
@@ -94,7 +100,6 @@ PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
             re.IGNORECASE | re.MULTILINE,
         ),
     ),
-    ("role line", re.compile(r"^[ \t]*(?:system|user|assistant)[ \t]*:?[ \t]*$", re.IGNORECASE | re.MULTILINE)),
 )
 
 _BLANK_LINES: Final = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
