@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import platform
 import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,3 +45,12 @@ def finish(name: str, result: dict[str, Any], md_lines: list[str]) -> Path:
     md.write_text("\n".join(md_lines) + "\n")
     print("\n".join(md_lines))
     return md
+
+
+def jsonl_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a committed ``.jsonl`` or ``.jsonl.gz`` file, one per non-blank line."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)

@@ -78,6 +78,11 @@ def _p1(record: AnswerRecord, strategy: str) -> tuple[int, float] | None:
     return trace.n_tokens[1], trace.raw[1]
 
 
+def _p1_tokens(records: Sequence[AnswerRecord], strategy: str) -> list[int | None]:
+    """Per record, the token count at its p(1) checkpoint (None where the strategy has no partial one)."""
+    return [(_p1(r, strategy) or (None, 0.0))[0] for r in records]
+
+
 def _columns(records: Sequence[AnswerRecord], predict: Callable[[AnswerRecord, list[float]], float],
              strategy: str) -> dict[str, dict[str, list[float]]]:  # fmt: skip
     """Per position (full, p1): method -> values aligned with records (NaN where undefined)."""
@@ -182,7 +187,7 @@ def _dev_thetas(dev: Sequence[AnswerRecord], strategy: str) -> dict[str, float |
     """Per p(1) signal, the early-abort θ chosen on the dev records (FineCE+ cross-fitted on dev, so its
     dev values are out-of-sample like the test ones); applied unchanged to the test records."""
     cols = _columns(dev, _cross_fit(dev), strategy)["p1"]
-    at = [(_p1(r, strategy) or (None, 0.0))[0] for r in dev]
+    at = _p1_tokens(dev, strategy)
     return {name: early_abort(vals, dev, at)["theta"] for name, vals in cols.items()}
 
 
@@ -264,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             sec, lines = _section(f"{gname}: {title}", cols[pos], labels, args.bootstrap, single)
             result["sections"][f"{gname}/{pos}"] = sec
             md += lines
-        at = [(_p1(r, args.strategy) or (None, 0.0))[0] for r in recs]
+        at = _p1_tokens(recs, args.strategy)
         aborts = {name: early_abort(vals, recs, at) for name, vals in cols["p1"].items()}
         from_dev = {
             name: abort_at(vals, recs, at, theta)

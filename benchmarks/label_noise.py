@@ -21,27 +21,20 @@ Writes benchmarks/results/label_noise.json and .md.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import finish, stamp
+from benchmarks.common import finish, jsonl_records, stamp
 from finece_guard.backends.model_store import DEFAULT_MODEL_NAME
 from finece_guard.backends.stack import bundled_adapter
 
 DEFAULT_DATA = Path("data_builds/smollm2-2026-12-01/train.jsonl.gz")
 RELIABILITY_GOAL = 0.9
-
-
-def _lines(path: Path) -> Iterable[str]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        yield from handle
 
 
 def noise_stats(labels: Sequence[float], ks: Sequence[int]) -> dict[str, Any]:
@@ -79,10 +72,7 @@ def _share(value: float) -> str:
 def collect(path: Path) -> dict[str, dict[str, tuple[list[float], list[int]]]]:
     """task -> state kind -> (labels, sample counts) of the sampled (question and partial) states."""
     out: dict[str, dict[str, tuple[list[float], list[int]]]] = {}
-    for line in _lines(path):
-        if not line.strip():
-            continue
-        record = json.loads(line)
+    for record in jsonl_records(path):
         for state in record["states"]:
             if state["kind"] == "final":
                 continue
@@ -108,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     adapter = args.adapter or bundled_adapter(DEFAULT_MODEL_NAME)
     dev = _dev_brier(adapter)
+    meta = stamp()
     groups = collect(args.data)
     rows = [
         {"task": task, "kind": kind, **noise_stats(*groups[task][kind])}
@@ -118,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     md = [
         "# Label noise of the Monte-Carlo training labels",
         "",
-        f"{stamp()['date']}; data `{args.data}`; question and partial states (labels = fraction of k sampled "
+        f"{meta['date']}; data `{args.data}`; question and partial states (labels = fraction of k sampled "
         "continuations that end correct). Noise share = mean binomial variance p̂(1−p̂)/(k−1) over the labels' "
         "variance; reliability = 1 − noise share (the squared correlation a perfect predictor of the true p "
         "could reach); Brier floor = the squared error that predictor still has against these labels.",
@@ -144,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             for kind, value in dev.items()
             if kind in pooled
         ]
-    finish("label_noise", {"stamp": stamp(), "data": str(args.data), "rows": rows, "adapter_dev_brier": dev}, md)
+    finish("label_noise", {"stamp": meta, "data": str(args.data), "rows": rows, "adapter_dev_brier": dev}, md)
 
 
 if __name__ == "__main__":

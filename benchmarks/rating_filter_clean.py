@@ -13,37 +13,29 @@ Writes benchmarks/results/rating_filter_clean.json and .md. No server needed.
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import finish, stamp
+from benchmarks.common import finish, jsonl_records, stamp
 from finece_guard.rating_filter import filter_rater_text
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with gzip.open(path, "rt") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
 
 
 def corpus(root: Path = ROOT) -> Iterator[tuple[str, str, str]]:
     """``(source, kind, text)`` for every committed clean question and answer (deduplicated per source)."""
     for path in sorted(root.glob("data_builds/*/train.jsonl.gz")):
         src = str(path.relative_to(root))
-        for row in _jsonl(path):
+        for row in jsonl_records(path):
             yield src, "question", row["question"]
             for state in row.get("states", []):
                 if state.get("answer"):
                     yield src, "answer state", state["answer"]
     for path in sorted([*root.glob("reports/*/records-*.jsonl.gz"), *root.glob("tests/unit/golden/*.jsonl.gz")]):
         src = str(path.relative_to(root))
-        for row in _jsonl(path):
+        for row in jsonl_records(path):
             yield src, "question", row["question"]
             yield src, "answer", row["answer"]
     answers = root / "benchmarks" / "results" / "forgery_answers.json"
