@@ -10,7 +10,11 @@ it. Each gate ranks the questions by a signal of the *first* (passage-less) run 
 * FineCE+ of that answer (``--fusion``: a fitted :class:`~finece_guard.backends.fusion.FusionModel`,
   applied to the first ``--model``); several comma-separated ``--model`` adapters score the same answers;
 * the best free single-pass signals of that answer: min and mean token probability;
-* random gating (its expected accuracy at each rate), never / always retrieve, and the oracle.
+* random gating (its expected accuracy at each rate), never / always retrieve, and the oracle;
+* a *perfect confidence score* (expected): every wrong passage-less answer ranks below every right
+  one, in random order within each group. It is the most any confidence score of that answer can
+  gain; the oracle gains more because it also knows where the passage helps, which no confidence
+  in the passage-less answer can tell. A gate's gain is judged against this ceiling.
 
 Gating at rate r retrieves for the r·N questions with the lowest signal; accuracy counts the
 passage answer where it retrieved and the passage-less one elsewhere. At r = 50% the gain over
@@ -93,6 +97,23 @@ def accuracy_at(signal: np.ndarray, plain: np.ndarray, passage: np.ndarray, rate
     return float(np.where(retrieve, passage, plain).mean())
 
 
+PERFECT = "perfect confidence (expected)"
+
+
+def perfect_confidence_at(plain: np.ndarray, passage: np.ndarray, rate: float) -> float:
+    """Expected accuracy when the wrong passage-less answers retrieve first (random order within each group)."""
+    n = len(plain)
+    k = round(rate * n)
+    wrong = plain < 0.5
+    n_wrong = int(wrong.sum())
+    from_wrong, from_right = min(k, n_wrong), max(0, k - n_wrong)
+    gained = from_wrong * float(passage[wrong].mean()) if n_wrong else 0.0
+    right_kept = float(plain[~wrong].sum())
+    if from_right:  # every wrong one retrieved; some right ones too, each at the right group's passage rate
+        right_kept += from_right * (float(passage[~wrong].mean()) - 1.0)
+    return (gained + right_kept) / n
+
+
 def curves(rows: Sequence[dict[str, Any]], gates: Sequence[str]) -> dict[str, list[float]]:
     plain = np.asarray([r["plain_correct"] for r in rows], dtype=float)
     passage = np.asarray([r["passage_correct"] for r in rows], dtype=float)
@@ -100,18 +121,21 @@ def curves(rows: Sequence[dict[str, Any]], gates: Sequence[str]) -> dict[str, li
     out["random (expected)"] = [float(plain.mean() + rate * (passage.mean() - plain.mean())) for rate in RATES]
     gain = passage - plain  # the oracle retrieves where it helps most
     out["oracle"] = [accuracy_at(-gain, plain, passage, rate) for rate in RATES]
+    out[PERFECT] = [perfect_confidence_at(plain, passage, rate) for rate in RATES]
     return out
 
 
 def gain_at_half(rows: Sequence[dict[str, Any]], gate: str, n_boot: int = 1000, seed: int = 0) -> list[float]:
-    """Accuracy of ``gate`` at a 50% retrieval rate minus random gating's, with a bootstrap interval."""
+    """Accuracy of ``gate`` (a row key, or :data:`PERFECT`) at a 50% retrieval rate minus random gating's,
+    with a bootstrap interval."""
     plain = np.asarray([r["plain_correct"] for r in rows], dtype=float)
     passage = np.asarray([r["passage_correct"] for r in rows], dtype=float)
-    signal = np.asarray([r[gate] for r in rows], dtype=float)
+    signal = None if gate == PERFECT else np.asarray([r[gate] for r in rows], dtype=float)
 
     def stat(idx: np.ndarray) -> float:
         p, q = plain[idx], passage[idx]
-        return accuracy_at(signal[idx], p, q, 0.5) - float(p.mean() + 0.5 * (q.mean() - p.mean()))
+        acc = perfect_confidence_at(p, q, 0.5) if signal is None else accuracy_at(signal[idx], p, q, 0.5)
+        return acc - float(p.mean() + 0.5 * (q.mean() - p.mean()))
 
     rng = np.random.default_rng(seed)
     boots = [stat(rng.integers(0, len(rows), len(rows))) for _ in range(n_boot)]
@@ -128,7 +152,7 @@ def _plot(curve: dict[str, list[float]], path: Path, title: str) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, ys in curve.items():
-        style = "--" if name in ("random (expected)", "oracle") else "-"
+        style = "--" if name in ("random (expected)", "oracle", PERFECT) else "-"
         ax.plot([100 * r for r in RATES], [100 * y for y in ys], style, label=name)
     ax.set_xlabel("retrieval rate (%)")
     ax.set_ylabel("accuracy (%)")
@@ -202,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if fusion is not None:
         gates.append(f"fine_ce_plus_full[{models[0]}]")
     curve = curves(rows, gates)
-    gains = {g: gain_at_half(rows, g) for g in gates}
+    gains = {g: gain_at_half(rows, g) for g in [*gates, PERFECT]}
     plain = float(np.mean([r["plain_correct"] for r in rows]))
     passage = float(np.mean([r["passage_correct"] for r in rows]))
     png = OUT / f"gating_curve_{args.label}.png"
@@ -223,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         g = gains.get(name)
         gain = f"{100 * g[0]:+.1f} pts [{100 * g[1]:+.1f}, {100 * g[2]:+.1f}]" if g else "-"
         md.append(f"| {name} | {ys[RATES.index(0.25)]:.3f} | {ys[half]:.3f} | {ys[RATES.index(0.75)]:.3f} | {gain} |")
+    ceiling = gains[PERFECT][0]
+    best = max(gates, key=lambda g: gains[g][0])
+    md += ["", f"A perfect confidence score of the passage-less answer would gain {100 * ceiling:+.1f} points at 50% "
+           f"(the issue's bar is +5.0); the best gate here, `{best}`, gains {100 * gains[best][0]:+.1f}"
+           + (f", {gains[best][0] / ceiling:.0%} of that ceiling." if ceiling > 0 else ".")]  # fmt: skip
     if plotted:
         md += ["", f"![gating curve]({png.name})"]
     finish(f"gating_curve_{args.label}", result, md)

@@ -57,3 +57,29 @@ def test_from_json_reuses_the_scorer_models_of_the_earlier_file(monkeypatch: pyt
     assert written["scorer_model"] == "cand" and "fine_ce_full[cand]" in written["curves"]
     with pytest.raises(SystemExit):
         gc.main([*base, "--model", "finece"])
+
+
+def test_perfect_confidence_is_the_expected_accuracy_of_ranking_wrong_answers_first() -> None:
+    from itertools import permutations
+
+    from benchmarks.gating_curve import perfect_confidence_at
+
+    plain = np.array([0.0, 0.0, 0.0, 1.0, 1.0])
+    passage = np.array([1.0, 0.0, 1.0, 1.0, 0.0])
+    for k in range(6):
+        orders = [(w, r) for w in permutations([0, 1, 2]) for r in permutations([3, 4])]
+        by_brute_force = np.mean(
+            [np.where(np.isin(np.arange(5), (list(w) + list(r))[:k]), passage, plain).mean() for w, r in orders]
+        )
+        assert perfect_confidence_at(plain, passage, k / 5) == pytest.approx(by_brute_force)
+
+
+def test_perfect_confidence_bounds_a_correctness_gate_and_is_reported() -> None:
+    from benchmarks.gating_curve import PERFECT
+
+    rows = [{**r, "knows": 1.0 if r["plain_correct"] else 0.0} for r in _rows(False)]
+    c = curves(rows, ["knows", "gate"])
+    half = RATES.index(0.5)
+    assert c[PERFECT][half] == pytest.approx(c["knows"][half])  # a score that knows correctness
+    assert c[PERFECT][half] >= c["gate"][half] and c[PERFECT][half] <= c["oracle"][half]
+    assert gain_at_half(rows, PERFECT, n_boot=50)[0] == pytest.approx(gain_at_half(rows, "knows", n_boot=50)[0])
