@@ -11,15 +11,21 @@ only the units in flight and a re-run skips what is already there. A kill in the
 leaves a torn last line without its newline; :func:`repair_tail` cuts it off before the next run
 appends (otherwise the next record would be glued onto it and both lost). A last line that parses
 and only lacks its newline (an edited file) gets the newline instead.
+
+A journal committed to git is gzip-compressed (``.jsonl.gz``): it reads like the plain file (so
+``read_records`` / ``load_dataset`` take the committed file as it is), but is never appended to:
+decompress it first to resume the run that wrote it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import os
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +57,13 @@ def journal_lines(path: Path) -> Iterator[str]:
     a torn line cut inside a UTF-8 character from failing the whole file. An undecodable line is
     skipped (like any unparseable one).
     """
-    for raw in path.read_bytes().split(b"\n"):
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ConfigError(f"{path} is not a readable gzip file ({exc}); restore it (e.g. `git checkout`)") from exc
+    for raw in data.split(b"\n"):
         if not raw.strip():
             continue
         with contextlib.suppress(UnicodeDecodeError):
@@ -142,6 +154,11 @@ class Journal:
         return self
 
     def _open(self) -> int:
+        if self.path.suffix == ".gz":
+            raise ConfigError(
+                f"{self.path} is compressed and cannot be appended to; write to a plain .jsonl file "
+                f"(to resume: gunzip -c {self.path} > {self.path.with_suffix('')}, then pass that as --out)"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         repair_tail(self.path, self._parse)
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

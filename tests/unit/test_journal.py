@@ -81,3 +81,25 @@ def test_gather_or_cancel_stops_the_other_workers_when_one_fails() -> None:
 
     asyncio.run(go())
     assert finished == []
+
+
+def test_a_committed_gzip_journal_reads_like_the_plain_file_and_is_never_appended_to(tmp_path: Path) -> None:
+    import gzip
+
+    from finece_guard.errors import ConfigError
+    from finece_guard.evaluation.records import read_records
+    from finece_guard.journal import read_journal
+
+    committed = Path(__file__).parents[2] / "reports" / "issue-11-2026-12-02" / "records-dev-75.jsonl.gz"
+    plain = tmp_path / "records.jsonl"
+    plain.write_bytes(gzip.decompress(committed.read_bytes()))
+    from_gz, from_plain = read_records(committed), read_records(plain)
+    assert len(from_gz) == 354 and [r.key for r in from_gz] == [r.key for r in from_plain]
+
+    path = tmp_path / "j.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"a": 1}\n{"a": 2}\n'))
+    with pytest.raises(ConfigError, match="gunzip"):
+        asyncio.run(Journal(path, _parse).__aenter__())
+    path.write_bytes(gzip.compress(b'{"a": 1}\n')[:-6])  # cut short
+    with pytest.raises(ConfigError, match="not a readable gzip file"):
+        read_journal(path, _parse)
