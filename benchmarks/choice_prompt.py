@@ -30,6 +30,7 @@ from finece_guard.config import DEFAULT_GENERATOR
 from finece_guard.data.checkers import extract_choice
 from finece_guard.data.loaders import load_task
 from finece_guard.data.records import CHOICE_INSTRUCTION, LETTERS, QARecord
+from finece_guard.errors import ConfigError
 from finece_guard.evaluation.settings import EvalConfig
 
 #: Candidate last lines; ``{letters}`` becomes "A, B, C or D" for a four-option question.
@@ -50,7 +51,11 @@ def _letters(record: QARecord) -> str:
 def render(record: QARecord, instruction: str) -> str:
     """The record's prompt with its last line (the task instruction) replaced by ``instruction``."""
     head, last = record.prompt().rsplit("\n", 1)
-    assert last == CHOICE_INSTRUCTION, f"{record.id}: the prompt no longer ends with the choice instruction"
+    if last != CHOICE_INSTRUCTION:  # a check that `python -O` must not drop
+        raise ConfigError(
+            f"{record.id}: the prompt no longer ends with the choice instruction ({last!r}); "
+            "update benchmarks/choice_prompt.py to the new prompt layout"
+        )
     return f"{head}\n{instruction.format(letters=_letters(record))}"
 
 

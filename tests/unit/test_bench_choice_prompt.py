@@ -36,3 +36,12 @@ def test_table_counts_accuracy_unreadable_and_copied_placeholders() -> None:
     assert pooled["unreadable"] == pytest.approx(0.5)
     assert pooled["placeholder"] == pytest.approx(0.25)
     assert "| current | pooled | 4 | 0.250 | 50.0% | 25.0% |" in md
+
+
+def test_render_refuses_a_prompt_whose_last_line_is_not_the_choice_instruction() -> None:
+    from finece_guard.errors import ConfigError
+
+    record = load_task("sciq", partition="dev", limit=1)[0]  # open QA: no choice instruction
+    assert not record.prompt().endswith(CHOICE_INSTRUCTION)
+    with pytest.raises(ConfigError, match="choice instruction"):
+        render(record, INSTRUCTIONS["current"])
