@@ -95,6 +95,10 @@ def test_a_committed_gzip_journal_reads_like_the_plain_file_and_is_never_appende
     plain.write_bytes(gzip.decompress(committed.read_bytes()))
     from_gz, from_plain = read_records(committed), read_records(plain)
     assert len(from_gz) == 354 and [r.key for r in from_gz] == [r.key for r in from_plain]
+    from finece_guard.data.construction import read_dataset
+
+    build = Path(__file__).parents[2] / "data_builds" / "smollm2-2026-12-01" / "train.jsonl.gz"
+    assert len(read_dataset([build])) >= 645  # `train --data` takes the committed build as it is
 
     path = tmp_path / "j.jsonl.gz"
     path.write_bytes(gzip.compress(b'{"a": 1}\n{"a": 2}\n'))
