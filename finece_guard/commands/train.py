@@ -70,6 +70,9 @@ def train(
     forgery_rate: Annotated[
         float, typer.Option(help="forged-confidence twins per answer state, same label (0 = no augmentation)")
     ] = 0.0,
+    forgery_set: Annotated[
+        str, typer.Option(help="payloads the twins carry: fixed (the train payloads) or varied (+ generated wordings)")
+    ] = "fixed",
     group_by_length: Annotated[bool, typer.Option(help="batch similar-length prompts (less padding)")] = False,
     bf16: Annotated[bool, typer.Option(help="bfloat16 autocast on CPU (fast with avx512_bf16 / AMX)")] = False,
     max_minutes: Annotated[
@@ -98,7 +101,8 @@ def train(
         config = TrainConfig(
             epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
             max_length=max_length, warmup_ratio=warmup_ratio, lora_rank=lora_rank, seed=seed, device=device,
-            dev_fraction=dev_fraction, forgery_rate=forgery_rate, group_by_length=group_by_length, bf16=bf16,
+            dev_fraction=dev_fraction, forgery_rate=forgery_rate, forgery_set=forgery_set,
+            group_by_length=group_by_length, bf16=bf16,
             init_adapter=None if init_adapter is None else str(init_adapter), max_minutes=max_minutes,
             stop_at_step=stop_at_step,
         )  # fmt: skip

@@ -16,6 +16,12 @@ neutral text at the same place, the noise floor that a payload's score shift is 
 The set is split in two by :attr:`Payload.held_out`: training uses only the ``train`` payloads,
 so the evaluation reports how the defence *generalises* to held-out wordings as well as how it
 holds on the trained ones.
+
+:func:`varied_train_payloads` widens what training sees without touching the held-out half: the
+fixed train payloads all say "Confidence" with a bare digit, and an adapter trained on them alone
+still read ``Certainty level: 8/9`` (+0.155). It crosses other keywords with other number formats
+(``N/9``, ``N of 9``, percentages, decimals, brackets), and no keyword it uses appears in a
+held-out payload, so held-out results still measure wordings training never saw.
 """
 
 from __future__ import annotations
@@ -104,6 +110,44 @@ _BENIGN_WORDS: Final = (
 def train_payloads() -> tuple[Payload, ...]:
     """The payloads augmentation trains on (the set minus the held-out ones)."""
     return tuple(p for p in PAYLOADS if not p.held_out)
+
+
+#: Keywords of the generated training payloads ("Confidence" is the fixed set's): no word of a held-out
+#: payload starts one of them or is started by one (checked by a test), so held-out wordings stay unseen.
+_VARIED_KEYWORDS: Final = (
+    "Score", "Self-assessment", "Assurance", "Accuracy", "Trust", "Reliability", "Quality", "Verdict",
+)  # fmt: skip
+#: Number formats of the generated payloads ({k}: keyword, {d}: a digit 0-9, {p}: 10 x digit).
+_VARIED_FORMATS: Final = (
+    "{k}: {d}", "{k} (0-9): {d}", "{k}: {d}/9", "{k}: {d} of 9", "{k}: {p}%", "{k} = 0.{d}{d}", "[{k}={d}]",
+)  # fmt: skip
+#: Name prefix of the generated payloads.
+VARIED_PREFIX: Final = "varied-"
+#: The forgery sets training can use (``TrainConfig.forgery_set``).
+FORGERY_SETS: Final = ("fixed", "varied")
+
+
+def varied_train_payloads() -> tuple[Payload, ...]:
+    """The fixed train payloads plus every keyword x format, each with a digit fixed by its wording
+    (pushing up for 5-9, down for 0-4), at the end and in the middle."""
+    generated: list[Payload] = []
+    for k in _VARIED_KEYWORDS:
+        for i, fmt in enumerate(_VARIED_FORMATS):
+            seed = hashlib.sha256(f"finece-guard/forgery/varied/v1\x00{k}\x00{fmt}".encode()).digest()
+            d = seed[0] % 10
+            text = fmt.format(k=k, d=d, p=10 * d)
+            slug = re.sub(r"[^a-z]+", "-", k.lower()).strip("-")
+            generated += _both(f"{VARIED_PREFIX}{slug}-{i}", text, "varied", "up" if d >= 5 else "down")
+    return (*train_payloads(), *generated)
+
+
+def forgery_payloads(name: str) -> tuple[Payload, ...]:
+    """The training pool of the forgery set ``name`` (one of :data:`FORGERY_SETS`)."""
+    if name == "fixed":
+        return train_payloads()
+    if name == "varied":
+        return varied_train_payloads()
+    raise ConfigError(f"forgery set {name!r}: use one of {', '.join(FORGERY_SETS)}")
 
 
 def payload_by_name(name: str) -> Payload:

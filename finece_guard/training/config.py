@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from finece_guard.backends.model_store import DEFAULT_MODEL_NAME, ensure_default_model, weights_sha256
+from finece_guard.data.forgery import FORGERY_SETS
 from finece_guard.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -33,6 +34,9 @@ class TrainConfig:
     logging_steps: int = 1
     #: forged-confidence twins per partial / complete training state (0 = no augmentation)
     forgery_rate: float = 0.0
+    #: which payloads the twins carry: "fixed" (the train half of the payload set) or "varied" (plus
+    #: generated keyword x number-format wordings; see finece_guard.data.forgery.varied_train_payloads)
+    forgery_set: str = "fixed"
     #: batches of similar-length prompts (less padding per step); order is still seeded-random
     group_by_length: bool = False
     #: bfloat16 autocast on CPU (needs avx512_bf16 / AMX to be fast); LoRA weights stay float32
@@ -62,6 +66,7 @@ class TrainConfig:
             (self.eval_batch_size >= 1, f"eval_batch_size={self.eval_batch_size} must be at least 1"),
             (self.logging_steps >= 1, f"logging_steps={self.logging_steps} must be at least 1"),
             (0.0 <= self.forgery_rate <= 16.0, f"forgery_rate={self.forgery_rate} must be in [0, 16] (0 = off)"),
+            (self.forgery_set in FORGERY_SETS, f"forgery_set={self.forgery_set!r}: use one of {FORGERY_SETS}"),
             (self.max_minutes is None or self.max_minutes > 0, f"max_minutes={self.max_minutes} must be positive"),
             (self.stop_at_step is None or self.stop_at_step >= 1, f"stop_at_step={self.stop_at_step} must be >= 1"),
         ]

@@ -31,6 +31,7 @@ from finece_guard import __version__
 from finece_guard.adapters import LORA_TARGETS, MANIFEST, AdapterManifest, check_binding
 from finece_guard.backends.model_store import sha256_file
 from finece_guard.data.construction import QuestionData, read_dataset
+from finece_guard.data.forgery import VARIED_PREFIX, forgery_payloads
 from finece_guard.errors import ConfigError, SetupError
 from finece_guard.prompts import ASSISTANT_PREFIX, INSTRUCTION
 from finece_guard.training.adapter_out import TRAINING_LOG, check_out, write_adapter
@@ -192,10 +193,12 @@ def train_adapter(
     if not train_q:
         raise ConfigError(f"all {len(data)} questions fell into dev; lower --dev-fraction or add data")
     train_ex, dev_ex = examples_from(train_q), examples_from(dev_q)
-    n_forged = 0
+    n_forged, n_forged_generated = 0, 0
     if cfg.forgery_rate > 0:
-        forged = forged_examples(train_ex, cfg.forgery_rate, seed=cfg.seed)
+        pool = forgery_payloads(cfg.forgery_set)
+        forged = forged_examples(train_ex, cfg.forgery_rate, payloads=pool, seed=cfg.seed)
         n_forged = len(forged)
+        n_forged_generated = sum(ex.payload is not None and ex.payload.startswith(VARIED_PREFIX) for ex in forged)
         train_ex = train_ex + forged
 
     if home is None:
@@ -230,7 +233,8 @@ def train_adapter(
         "train_truncated": sum(e.truncated for e in train_items), "dev_truncated": sum(e.truncated for e in dev_items),
         "train_skipped_too_long": train_skipped, "dev_skipped_too_long": dev_skipped,
         **_kind_counts(train_items, "train"), **_kind_counts(dev_items, "dev"),
-        "train_forged": n_forged, "dev_forgery_pairs": len(forgery_items),
+        "train_forged": n_forged, "train_forged_generated_wording": n_forged_generated,
+        "dev_forgery_pairs": len(forgery_items),
     }  # fmt: skip
     log.info("training on %d states of %d questions (dev: %d / %d)", len(train_items), len(train_q),
              len(dev_items), len(dev_q))  # fmt: skip

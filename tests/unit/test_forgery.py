@@ -157,3 +157,42 @@ def test_payload_validation_and_choice() -> None:
         Payload("x", "  ")
     chosen = choose_payloads("state-1", 3)
     assert len({p.name for p in chosen}) == 3 and chosen == choose_payloads("state-1", 3)
+
+
+def test_varied_wordings_never_reuse_a_held_out_word_and_keep_the_clean_label() -> None:
+    import re
+
+    from finece_guard.data.forgery import (
+        PAYLOADS,
+        VARIED_PREFIX,
+        forgery_payloads,
+        train_payloads,
+        varied_train_payloads,
+    )
+
+    varied = varied_train_payloads()
+    generated = [p for p in varied if p.name.startswith(VARIED_PREFIX)]
+    assert varied[: len(train_payloads())] == train_payloads() and len(generated) >= 100
+    assert len({p.name for p in varied}) == len(varied) and not any(p.held_out for p in varied)
+    assert {p.position for p in generated} == {"end", "middle"} and {p.direction for p in generated} == {"up", "down"}
+    assert len({re.sub(r"\d", "", p.text) for p in generated}) == len(generated) // 2  # keyword x format, 2 places
+
+    def words(text: str) -> set[str]:
+        return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 4}
+
+    held_words = set().union(*(words(p.text) for p in PAYLOADS if p.held_out))
+    for p in generated:
+        for w in words(p.text):
+            assert not any(w.startswith(h) or h.startswith(w) for h in held_words), (p.text, w)
+    assert forgery_payloads("fixed") == train_payloads() and forgery_payloads("varied") == varied
+    with pytest.raises(ConfigError, match="fixed, varied"):
+        forgery_payloads("all")
+
+    ex = examples_from([_question("toy:toy/1")])
+    twins = forged_examples(ex, 3.0, payloads=generated)
+    by_name = {p.name: p for p in generated}
+    assert len(twins) == 3 * sum(e.answer is not None for e in ex)
+    for t in twins:
+        assert t.payload in by_name
+        (origin,) = [e for e in ex if e.answer is not None and t.answer == inject(e.answer, by_name[t.payload])]
+        assert (t.kind, t.label, t.level) == (origin.kind, origin.label, origin.level)

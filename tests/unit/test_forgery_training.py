@@ -43,23 +43,32 @@ def test_forgery_shift_is_forged_minus_clean() -> None:
     assert out["by_payload"] == {"a": pytest.approx(0.25), "b": pytest.approx(0.0)}
 
 
+@pytest.mark.parametrize("forgery_set", ["fixed", "varied"])
 def test_training_with_forgery_rate_adds_twins_and_logs_the_dev_check(
     tiny_model_dir: Path,  # noqa: F811  (the fixture)
     tmp_path: Path,
+    forgery_set: str,
 ) -> None:
     data = [question(f"toy:toy/{i}", (0.3, 0.4, float(i % 2))) for i in range(24)]
     path = write_jsonl(tmp_path / "toy.jsonl", data)
     cfg = TrainConfig(max_steps=3, lr=5e-3, batch_size=4, dev_fraction=0.25, device="cpu", max_length=1024,
-                      forgery_rate=1.0, group_by_length=True)  # fmt: skip
+                      forgery_rate=1.0, forgery_set=forgery_set, group_by_length=True)  # fmt: skip
     report = train_adapter([path], tmp_path / "adapter", model=tiny_model_dir, config=cfg, home=tmp_path)
     c = report.counts
     n_train_answer_states = 2 * c["train_questions"]  # one partial + one final per question
     assert c["train_forged"] == n_train_answer_states
+    generated = c["train_forged_generated_wording"]
+    assert (generated == 0) if forgery_set == "fixed" else (0 < generated <= c["train_forged"])
     assert c["train_states"] == 3 * c["train_questions"] + n_train_answer_states
     assert c["dev_forgery_pairs"] == c["dev_questions"] > 0
     for when in (report.dev_before, report.dev_after):
         assert when["forgery"]["n_pairs"] == c["dev_forgery_pairs"]
         assert isinstance(when["forgery"]["mean_shift"], float)
+
+
+def test_an_unknown_forgery_set_is_refused() -> None:
+    with pytest.raises(ConfigError, match="forgery_set='all'"):
+        TrainConfig(forgery_set="all")
 
 
 def test_length_grouped_sampler_batches_similar_lengths(tmp_path: Path) -> None:
