@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -33,8 +34,16 @@ from finece_guard.types import CheckpointKind
 MAX_BYTES = 20 * 1024 * 1024
 
 
+#: Two polls further apart than this belong to different sittings (the poller samples every 60 s).
+_MAX_POLL_GAP_S = 300
+
+
 def _tokens_per_s(log: Path | None) -> dict[str, Any] | None:
-    """Generated tokens/s between the first and last poll that saw the counter move."""
+    """Generated tokens/s over the polls of a log that several sittings appended to.
+
+    Only steps between consecutive polls at most :data:`_MAX_POLL_GAP_S` apart whose counters did
+    not go down count (a server restart resets them; the time between sittings is no build time).
+    """
     if log is None or not log.is_file():
         return None
     rows = []
@@ -44,12 +53,15 @@ def _tokens_per_s(log: Path | None) -> dict[str, Any] | None:
             rows.append((int(parts[0]), float(parts[2].removeprefix("gen=")), float(parts[3].removeprefix("prompt="))))
         except (IndexError, ValueError):
             continue
-    if len(rows) < 2:
+    span, gen, prompt, segments, last_end = 0, 0.0, 0.0, 0, None
+    for (t0, g0, p0), (t1, g1, p1) in itertools.pairwise(rows):
+        if 0 < t1 - t0 <= _MAX_POLL_GAP_S and g1 >= g0 and p1 >= p0:
+            segments += t0 != last_end  # a step that does not continue the previous one starts a sitting
+            span, gen, prompt, last_end = span + t1 - t0, gen + g1 - g0, prompt + p1 - p0, t1
+    if span == 0:
         return None
-    (t0, g0, p0), (t1, g1, p1) = rows[0], rows[-1]
-    span = max(t1 - t0, 1)
-    return {"seconds": span, "generated_tokens": g1 - g0, "prompt_tokens": p1 - p0,
-            "generated_tokens_per_s": (g1 - g0) / span, "prompt_tokens_per_s": (p1 - p0) / span,
+    return {"seconds": span, "generated_tokens": gen, "prompt_tokens": prompt, "sittings": segments,
+            "generated_tokens_per_s": gen / span, "prompt_tokens_per_s": prompt / span,
             "note": "server-wide vLLM counters: include any other requests served meanwhile "
                     "(e.g. the forgery-injection scoring run)"}  # fmt: skip
 
