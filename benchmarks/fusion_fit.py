@@ -35,6 +35,8 @@ from finece_guard.types import TokenEvent
 #: baselines that need no extra request (computed from the greedy answer's own token probabilities)
 SINGLE_PASS = ("first_prob", "mean_token_prob", "min_token_prob", "mean_entropy", "deepconf_lgc")
 OTHERS = ("p_true", "verbalized", "self_consistency")
+#: A FineCE+ predictor: (record, features of one of its states) -> probability the answer ends up correct.
+Predict = Callable[[AnswerRecord, list[float]], float]
 
 
 def _prefix_prob(record: AnswerRecord, n: int, how: str) -> float:
@@ -61,13 +63,22 @@ def _final_features(record: AnswerRecord) -> list[float]:
     return state_features(record.full_score, record.token_logprobs, record.tokens, final=True)
 
 
-def _fit(records: Sequence[AnswerRecord], meta: dict[str, Any]) -> FusionModel:
+def training_rows(
+    records: Sequence[AnswerRecord],
+    extend: Callable[[AnswerRecord, list[float]], list[float]] = lambda r, feats: feats,
+) -> tuple[list[list[float]], list[bool], list[float]]:
+    """(features, label, weight) columns of every state the fusion is fit on; ``extend`` may add features."""
     rows, labels, weights = [], [], []
     for r in records:
         for feats, w in _states(r):
-            rows.append(feats)
+            rows.append(extend(r, feats))
             labels.append(r.correct)
             weights.append(w)
+    return rows, labels, weights
+
+
+def _fit(records: Sequence[AnswerRecord], meta: dict[str, Any]) -> FusionModel:
+    rows, labels, weights = training_rows(records)
     return fit_fusion(rows, labels, weights=weights, meta=meta)
 
 
@@ -83,8 +94,7 @@ def _p1_tokens(records: Sequence[AnswerRecord], strategy: str) -> list[int | Non
     return [(_p1(r, strategy) or (None, 0.0))[0] for r in records]
 
 
-def _columns(records: Sequence[AnswerRecord], predict: Callable[[AnswerRecord, list[float]], float],
-             strategy: str) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+def _columns(records: Sequence[AnswerRecord], predict: Predict, strategy: str) -> dict[str, dict[str, list[float]]]:
     """Per position (full, p1): method -> values aligned with records (NaN where undefined)."""
     full: dict[str, list[float]] = {"FineCE (raw)": [], "FineCE+ (fused)": []}
     p1: dict[str, list[float]] = {"FineCE (raw)": [], "FineCE+ (fused)": [], "min_token_prob": [],
@@ -171,14 +181,21 @@ def early_abort(values: Sequence[float], records: Sequence[AnswerRecord], at: Se
     return best
 
 
-def _cross_fit(records: Sequence[AnswerRecord]) -> Callable[[AnswerRecord, list[float]], float]:
-    """FineCE+ predictions by 5-fold cross-fitting (folds by question): no record is scored by a model it fit."""
+def _fit_predict(records: Sequence[AnswerRecord]) -> Predict:
+    model = _fit(records, {})
+    return lambda r, feats: model.predict(feats)
+
+
+def _cross_fit(records: Sequence[AnswerRecord], fit: Callable[[Sequence[AnswerRecord]], Predict] = _fit_predict
+               ) -> Predict:  # fmt: skip
+    """FineCE+ predictions by 5-fold cross-fitting (folds by question): no record is scored by a model it fit.
+    ``fit`` makes a predictor from records (default: :func:`_fit`, the shipped features)."""
     keys = sorted({r.key for r in records})
     fold_of = {k: i % 5 for i, k in enumerate(keys)}
-    folds = {f: _fit([r for r in records if fold_of[r.key] != f], {"fold": f}) for f in range(5)}
+    folds = {f: fit([r for r in records if fold_of[r.key] != f]) for f in range(5)}
 
     def predict(r: AnswerRecord, feats: list[float]) -> float:
-        return folds[fold_of[r.key]].predict(feats)
+        return folds[fold_of[r.key]](r, feats)
 
     return predict
 

@@ -3,9 +3,9 @@
 Two questions about the fusion lever, measured on the same dev/test records as ``benchmarks.fusion_fit``:
 
 * **Question feature.** The question-only FineCE score is the best gate for retrieval; every later
-  checkpoint of a run could carry it. This fits the fusion logistic regression (same features,
-  weights and standardisation as :func:`finece_guard.backends.fusion.fit_fusion`) with and without
-  ``logit(question score)`` and reports full-answer and p(1) AUROC on test, the paired difference,
+  checkpoint of a run could carry it. This fits the fusion logistic regression (the states and
+  weights of ``fusion_fit``, :func:`finece_guard.backends.fusion.fit_standardised_logistic`) with and
+  without ``logit(question score)`` and reports full-answer and p(1) AUROC on test, the paired difference,
   and early abort at p(1) with θ chosen on dev. The runtime does not carry the feature: it is kept
   only if this says it is worth the plumbing.
 * **Label-free θ.** The early-abort θ chosen on dev rests on the few dev answers that are correct
@@ -24,62 +24,36 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks.common import finish, stamp
-from benchmarks.fusion_fit import _metrics, _p1, _p1_tokens, _paired, abort_at, early_abort
-from finece_guard.backends.fusion import _logit, state_features
+from benchmarks.fusion_fit import (
+    Predict,
+    _columns,
+    _cross_fit,
+    _metrics,
+    _p1_tokens,
+    _paired,
+    abort_at,
+    early_abort,
+    training_rows,
+)
+from finece_guard.backends.fusion import _logit, fit_standardised_logistic
 from finece_guard.evaluation.records import AnswerRecord, read_records
 
-Predict = Callable[[AnswerRecord, list[float]], float]
+
+def with_question(r: AnswerRecord, feats: Sequence[float], question: bool) -> list[float]:
+    """A state's fusion features, plus the logit of its record's question-only score if ``question``."""
+    return [*feats, _logit(r.question_score)] if question else list(feats)
 
 
-def features(r: AnswerRecord, score: float, n: int, *, final: bool, question: bool) -> list[float]:
-    f = state_features(score, r.token_logprobs[:n], r.tokens[:n], final=final)
-    return [*f, _logit(r.question_score)] if question else f
-
-
-def fit(records: Sequence[AnswerRecord], question: bool) -> Callable[[list[float]], float]:
-    """The fusion fit of ``fit_fusion`` (partials weighted 1/count, the final state 1) over the chosen features."""
-    from sklearn.linear_model import LogisticRegression
-
-    x, y, w = [], [], []
-    for r in records:
-        partial = [s for s in r.states if s.kind == "partial"]
-        for s in partial:
-            x.append(features(r, s.value, s.n_tokens, final=False, question=question))
-            y.append(r.correct)
-            w.append(1.0 / len(partial))
-        x.append(features(r, r.full_score, r.n_tokens, final=True, question=question))
-        y.append(r.correct)
-        w.append(1.0)
-    xa = np.asarray(x)
-    mean, scale = xa.mean(axis=0), xa.std(axis=0)
-    scale[scale < 1e-9] = 1.0
-    model = LogisticRegression(C=1.0, max_iter=2000).fit((xa - mean) / scale, y, sample_weight=w)
-    return lambda f: float(model.predict_proba((np.asarray([f]) - mean) / scale)[0, 1])
-
-
-def cross_fit(records: Sequence[AnswerRecord], question: bool) -> Predict:
-    keys = sorted({r.key for r in records})
-    fold_of = {k: i % 5 for i, k in enumerate(keys)}
-    folds = {f: fit([r for r in records if fold_of[r.key] != f], question) for f in range(5)}
-    return lambda r, f: folds[fold_of[r.key]](f)
-
-
-def p1_values(records: Sequence[AnswerRecord], predict: Predict, strategy: str, question: bool) -> list[float]:
-    out = []
-    for r in records:
-        at = _p1(r, strategy)
-        if at is None:
-            out.append(float("nan"))
-        else:
-            out.append(predict(r, features(r, at[1], at[0], final=False, question=question)))
-    return out
+def fit(records: Sequence[AnswerRecord], question: bool) -> Predict:
+    """The FineCE+ fit of ``fusion_fit`` (same states and weights), with or without the question feature."""
+    rows, labels, weights = training_rows(records, lambda r, feats: with_question(r, feats, question))
+    model = fit_standardised_logistic(rows, labels, weights=weights)
+    return lambda r, feats: model.predict(with_question(r, feats, question))
 
 
 def label_free_theta(values: Sequence[float], budget: float = 0.05) -> float:
@@ -124,11 +98,11 @@ def main(argv: Sequence[str] | None = None) -> None:
           "| label-free θ on dev | label-free θ on test (no labels) |", "|---|---|---|---|---|---|"]  # fmt: skip
     for question in (False, True):
         name = "+ question score" if question else "shipped (7 features)"
-        model = fit(dev, question)
-        full = [model(features(r, r.full_score, r.n_tokens, final=True, question=question)) for r in test]
+        cols = _columns(test, fit(dev, question), args.strategy)
+        full, p1 = cols["full"]["FineCE+ (fused)"], cols["p1"]["FineCE+ (fused)"]
         full_cols[name] = full
-        p1 = p1_values(test, lambda r, f, m=model: m(f), args.strategy, question)
-        p1_dev = p1_values(dev, cross_fit(dev, question), args.strategy, question)
+        dev_fit = _cross_fit(dev, lambda recs, q=question: fit(recs, q))
+        p1_dev = _columns(dev, dev_fit, args.strategy)["p1"]["FineCE+ (fused)"]
         theta_dev = early_abort(p1_dev, dev, at_dev)["theta"]
         aborts = {
             "theta_from_dev": abort_at(p1, test, at_test, theta_dev) if theta_dev is not None else None,

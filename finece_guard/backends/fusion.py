@@ -74,13 +74,51 @@ def state_features(
 
 
 @dataclass(frozen=True)
-class FusionModel:
-    """A fitted standardise-then-logistic model over :data:`FEATURES` (see the module docstring)."""
+class StandardisedLogistic:
+    """Standardise-then-logistic coefficients over a feature vector of any width: the arithmetic of a
+    :class:`FusionModel` (which also binds it to :data:`FEATURES`), usable on its own to try other features."""
 
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     coef: tuple[float, ...]
     intercept: float
+
+    def predict(self, features: Sequence[float]) -> float:
+        """Fused probability that the answer ends up correct."""
+        z = self.intercept + sum(
+            c * (x - m) / s for c, x, m, s in zip(self.coef, features, self.mean, self.scale, strict=True)
+        )
+        return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
+
+
+def fit_standardised_logistic(
+    rows: Sequence[Sequence[float]], labels: Sequence[bool], *, weights: Sequence[float] | None = None, c: float = 1.0
+) -> StandardisedLogistic:
+    """sklearn logistic regression on standardised ``rows`` (a constant column keeps scale 1)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(rows, dtype=float)
+    y = np.asarray(labels, dtype=int)
+    if x.ndim != 2 or len(y) != len(x):
+        raise ConfigError(f"a logistic fit needs equally long feature rows and one label each (got shape {x.shape})")
+    if len(set(y.tolist())) < 2:
+        raise ConfigError("the fit needs both correct and wrong answers among the labels (e.g. a larger dev set)")
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    model = LogisticRegression(C=c, max_iter=2000)
+    model.fit((x - mean) / scale, y, sample_weight=None if weights is None else np.asarray(weights, dtype=float))
+    return StandardisedLogistic(
+        mean=tuple(float(v) for v in mean), scale=tuple(float(v) for v in scale),
+        coef=tuple(float(v) for v in model.coef_[0]), intercept=float(model.intercept_[0]),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FusionModel(StandardisedLogistic):
+    """A fitted standardise-then-logistic model over :data:`FEATURES` (see the module docstring)."""
+
     features: tuple[str, ...] = FEATURES
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -91,13 +129,6 @@ class FusionModel:
                 f"fusion model has features {list(self.features)} with {len(self.coef)} coefficients; this version "
                 f"reads {list(FEATURES)}: refit it with `fit_fusion` (benchmarks/fusion_fit.py)"
             )
-
-    def predict(self, features: Sequence[float]) -> float:
-        """Fused probability that the answer ends up correct."""
-        z = self.intercept + sum(
-            c * (x - m) / s for c, x, m, s in zip(self.coef, features, self.mean, self.scale, strict=True)
-        )
-        return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
 
     def fuse(self, score: float, logprobs: Sequence[float | None], tokens: Sequence[str], *, final: bool) -> float:
         """:meth:`predict` on :func:`state_features` of one state."""
@@ -136,27 +167,15 @@ def fit_fusion(
     c: float = 1.0,
     meta: dict[str, Any] | None = None,
 ) -> FusionModel:
-    """Fit a :class:`FusionModel` (sklearn logistic regression on standardised features)."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    x = np.asarray(rows, dtype=float)
-    y = np.asarray(labels, dtype=int)
-    if x.ndim != 2 or x.shape[1] != len(FEATURES) or len(y) != len(x):
+    """Fit a :class:`FusionModel` (:func:`fit_standardised_logistic` on rows of :data:`FEATURES`)."""
+    if len(labels) != len(rows) or any(len(r) != len(FEATURES) for r in rows):
         raise ConfigError(
             f"fit_fusion needs rows of {len(FEATURES)} features ({', '.join(FEATURES)}) and one label each"
         )
-    if len(set(y.tolist())) < 2:
-        raise ConfigError("fit_fusion needs both correct and wrong answers among the labels (e.g. a larger dev set)")
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale < 1e-9] = 1.0
-    model = LogisticRegression(C=c, max_iter=2000)
-    model.fit((x - mean) / scale, y, sample_weight=None if weights is None else np.asarray(weights, dtype=float))
+    fitted = fit_standardised_logistic(rows, labels, weights=weights, c=c)
     return FusionModel(
-        mean=tuple(float(v) for v in mean), scale=tuple(float(v) for v in scale),
-        coef=tuple(float(v) for v in model.coef_[0]), intercept=float(model.intercept_[0]),
-        meta={"n": len(y), "positives": int(y.sum()), "c": c, **(meta or {})},
+        mean=fitted.mean, scale=fitted.scale, coef=fitted.coef, intercept=fitted.intercept,
+        meta={"n": len(labels), "positives": int(sum(bool(v) for v in labels)), "c": c, **(meta or {})},
     )  # fmt: skip
 
 
