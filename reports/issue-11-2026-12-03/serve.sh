@@ -1,10 +1,3 @@
 #!/usr/bin/env bash
-# One server for the session's issue-11 compute: generator + shipped adapter (finece) + 2026-12-03 candidate (cand).
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 VLLM_CPU_KVCACHE_SPACE=4
-exec /work/main/.venv-vllm/bin/python -m vllm.entrypoints.openai.api_server \
-  --model /root/.cache/finece_guard/models/SmolLM2-135M-Instruct --served-model-name smollm2-135m-instruct \
-  --host 127.0.0.1 --port 8021 --dtype bfloat16 --max-model-len 2048 --max-logprobs 20 \
-  --scheduling-policy priority --no-enable-chunked-prefill --enable-lora --max-lora-rank 8 --max-loras 2 \
-  --lora-modules finece=/work/main/finece_guard/adapters_data/SmolLM2-135M-Instruct \
-                 cand=/work/main/reports/issue-11-2026-12-03/candidate-adapter \
-  --lora-target-modules v_proj q_proj k_proj o_proj
+# The server of 2026-12-02 (generator + shipped adapter "finece"), with the 2026-12-03 candidate as "cand".
+CAND=/work/main/reports/issue-11-2026-12-03/candidate-adapter exec bash "$(dirname "$0")/../issue-11-2026-12-02/serve.sh"
