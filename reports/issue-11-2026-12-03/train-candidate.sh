@@ -10,7 +10,8 @@ DATA=runs/data-2026-12-01/train.jsonl
 mkdir -p "$(dirname "$DATA")"
 gunzip -c data_builds/smollm2-2026-12-01/train.jsonl.gz | head -n 687 >"$DATA.snapshot"
 echo "c776572e5bf90045f6d14081c1e03c4603219e56db987cbcb4d52d404ef8f47b  $DATA.snapshot" | sha256sum -c -
-.venv/bin/finece-guard train "$DATA.snapshot" --out runs/train-2026-12-03/adapter \
-  --init-adapter finece_guard/adapters_data/SmolLM2-135M-Instruct --forgery-rate 0.5 --forgery-set varied \
-  --epochs 2 --max-steps 260 --max-minutes 62 --lr 1e-4 --batch-size 8 --max-length 384 --group-by-length \
-  --bf16 --seed 0
+# OUT, INIT, STEPS and SEED are set by the second candidate's script (../issue-11-2026-12-03b/).
+.venv/bin/finece-guard train "$DATA.snapshot" --out "${OUT:-runs/train-2026-12-03/adapter}" \
+  --init-adapter "${INIT:-finece_guard/adapters_data/SmolLM2-135M-Instruct}" --forgery-rate 0.5 --forgery-set varied \
+  --epochs 2 --max-steps "${STEPS:-260}" --max-minutes 62 --lr 1e-4 --batch-size 8 --max-length 384 \
+  --group-by-length --bf16 --seed "${SEED:-0}"
