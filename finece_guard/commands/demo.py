@@ -15,14 +15,14 @@ retriever's top passage ahead of every question) and guarded, and accepted-only 
 tokens saved by aborts measured against the unguarded answer), a PNG of the
 confidence traces and the full traces as JSONL. The numbers are whatever the served adapter
 gives. The default thresholds are on the default adapter's scale, read off its dev-partition eval
-records (``reports/issue-11-2026-12-02/records-dev.jsonl.gz``, not the test questions asked here):
-its scores are calibrated to how often SmolLM2 is right (about 1 in 8 on SciQ without the passage),
-so they sit low. The guard retrieves when *any* checkpoint (question, a paragraph of at least 24
-tokens, the final answer) scores below θ; on the 25 dev SciQ questions the lowest such score has
-median 0.164, so θ = 0.165 retrieves for about half the questions (0.17 retrieved for all six
-here: every checkpoint of an ungrounded answer sits near 0.16-0.18); complete answers: median 0.194 without the passage,
-0.273 with it, so accepting at 0.20 accepts most grounded and about half the ungrounded answers;
-aborting below 0.12 stops only answers scored below nearly every dev state.
+records (``reports/issue-11-2026-12-03b/records-dev.rescored-cand2.jsonl.gz``: the 2026-12-03 default's
+scores, not the test questions asked here): its scores are calibrated to how often SmolLM2 is right
+(about 1 in 6 on SciQ without the passage), so they sit low. The guard retrieves when *any* checkpoint
+(question, a paragraph of at least 24 tokens, the final answer) scores below θ; on the 75 dev SciQ
+questions the lowest such score has median 0.148 (quartiles 0.119 / 0.182), so θ = 0.15 retrieves for
+about half the questions; complete answers: median 0.148 without the passage, 0.500 with it, so
+accepting at 0.20 accepts every grounded answer and 13% of the ungrounded ones; aborting below 0.08
+stops only answers scored below 98% of the ungrounded dev states.
 """
 
 from __future__ import annotations
@@ -227,8 +227,8 @@ def demo(
     base_url: Annotated[str | None, typer.Option(help="existing server instead of starting one")] = None,
     n: Annotated[int, typer.Option(min=1, help="number of SciQ test questions")] = 6,
     max_tokens: Annotated[int, typer.Option(min=8, help="answer length limit")] = 96,
-    abort_below: Annotated[float, typer.Option(help="abort a stream whose confidence falls below this")] = 0.12,
-    retrieve_below: Annotated[float, typer.Option(help="retrieve from Chroma and regenerate below this")] = 0.165,
+    abort_below: Annotated[float, typer.Option(help="abort a stream whose confidence falls below this")] = 0.08,
+    retrieve_below: Annotated[float, typer.Option(help="retrieve from Chroma and regenerate below this")] = 0.15,
     accept_above: Annotated[float, typer.Option(help="δ: accept answers at or above this confidence")] = 0.2,
     distractors: Annotated[int, typer.Option(min=0, help="extra SciQ passages in the store")] = 200,
     early: Annotated[
