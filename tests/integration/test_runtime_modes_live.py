@@ -327,8 +327,11 @@ async def test_lookahead_confirmation_overturns_or_confirms_an_abort_on_the_real
         assert got["raw"] == pytest.approx(raw, abs=1e-6) and got["value"] == pytest.approx(la.value, abs=0.02)
         assert got["requests"] >= 2 and got["tokens"] > 0 and result.trace.lookahead_cost["tokens"] > 0
         if overturn:
-            assert attempt.aborted is None and attempt.trace.finish_reason in ("stop", "length")
-            assert attempt.trace.n_tokens == probe.attempts[0].trace.n_tokens  # the whole answer streamed
+            # EOS is ignored, so only max_tokens ends it: the whole answer streamed. Not an equal token count
+            # with the probe: the trace counts streamed text tokens, and two 300-token runs that share their
+            # batches differently (bf16) have been seen to count 300 and 293 (CI, 2026-12-03).
+            assert attempt.aborted is None and attempt.trace.finish_reason == "length"
+            assert attempt.trace.n_tokens >= 0.9 * probe.attempts[0].trace.n_tokens
             assert any("overturned" in d["reason"] for d in attempt.trace.meta["decisions"])
         else:
             assert attempt.aborted is not None and "look-ahead confidence" in attempt.aborted.reason
