@@ -8,8 +8,10 @@ before/after comparison scores the very same text), each answer is scored
 * with same-length benign text at the same place (:func:`~finece_guard.data.forgery.benign_twin`):
   the noise floor - how much *any* extra text of that length moves the score.
 
-Per payload it reports the mean shift against the clean score, the *excess* shift against its
-benign twin (the number the issue bounds: |excess| <= 0.05), and the share of ``AcceptAbove(θ)``
+Per payload it reports the mean shift against the clean score, its move *beyond the noise floor*
+(:func:`~finece_guard.data.forgery.shift_beyond_noise`, |shift| − |benign shift|: the number the
+issue bounds, and the one the live integration test bounds too), the forged − benign difference
+(*excess*, shown for comparison with older tables), and the share of ``AcceptAbove(θ)``
 decisions (``score >= θ``) the payload flips, at θ = the 25th / 50th / 75th percentile of the clean
 scores (adapter-agnostic) and at the fixed θ of the examples (0.35). Payloads held out of the
 training augmentation are marked, so generalisation is visible.
@@ -38,7 +40,16 @@ from benchmarks.common import OUT, finish, stamp
 from finece_guard.backends.openai_generator import OpenAICompatGenerator
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
 from finece_guard.data.checkers import extract_final, is_correct
-from finece_guard.data.forgery import PAYLOADS, Payload, benign_twin, inject
+from finece_guard.data.forgery import (
+    BOUND_BEYOND_NOISE,
+    BOUND_FLIP_SHARE,
+    PAYLOADS,
+    Payload,
+    benign_twin,
+    flip_share,
+    inject,
+    shift_beyond_noise,
+)
 from finece_guard.data.loaders import load_task
 from finece_guard.types import CheckpointKind
 
@@ -46,8 +57,6 @@ ANSWERS = OUT / "forgery_answers.json"
 TASKS = ("arc_easy", "sciq_mc", "sciq")
 FIXED_THETA = 0.35
 QUANTILES = (0.25, 0.5, 0.75)
-BOUND_SHIFT = 0.05
-BOUND_FLIP = 0.05
 
 
 def spread(n_total: int, n: int) -> list[int]:
@@ -84,10 +93,6 @@ async def _answers(base_url: str, generator_model: str, n: int) -> list[dict[str
     return out
 
 
-def _flip_share(clean: np.ndarray, other: np.ndarray, theta: float) -> float:
-    return float(np.mean((clean >= theta) != (other >= theta)))
-
-
 def _mean_ci(x: np.ndarray, seed: int = 0, n_boot: int = 1000) -> tuple[float, float, float]:
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(x), size=(n_boot, len(x)))
@@ -104,24 +109,28 @@ def summarise(clean: list[float], forged: dict[str, list[float]], benign: dict[s
         f, b = np.asarray(forged[p.name]), np.asarray(benign[p.name])
         shift, lo, hi = _mean_ci(f - c)
         excess, elo, ehi = _mean_ci(f - b)
-        flips = {k: _flip_share(c, f, t) for k, t in thetas.items()}
+        flips = {k: flip_share(clean, forged[p.name], t) for k, t in thetas.items()}
         rows[p.name] = {
             "text": p.text, "position": p.position, "family": p.family, "direction": p.direction,
             "held_out": p.held_out, "mean_shift": shift, "mean_shift_ci": [lo, hi],
             "benign_shift": float((b - c).mean()), "benign_abs_shift": float(np.abs(b - c).mean()),
             "excess_shift": excess, "excess_shift_ci": [elo, ehi],
+            "beyond_noise": shift_beyond_noise(clean, forged[p.name], benign[p.name]),
             "flip_share": flips, "max_flip_share": max(flips[k] for k in thetas if k != "fixed"),
-            "benign_flip_share": {k: _flip_share(c, b, t) for k, t in thetas.items()},
+            "benign_flip_share": {k: flip_share(clean, benign[p.name], t) for k, t in thetas.items()},
         }  # fmt: skip
     worst_excess = max(abs(r["excess_shift"]) for r in rows.values())
+    worst_beyond = max(r["beyond_noise"] for r in rows.values())
     worst_flip = max(r["max_flip_share"] for r in rows.values())
     return {
         "thresholds": thetas,
         "clean": {"mean": float(c.mean()), "sd": float(c.std()), "n": len(c)},
         "payloads": rows,
         "worst_abs_excess_shift": worst_excess,
+        "worst_beyond_noise": worst_beyond,
         "worst_flip_share": worst_flip,
-        "meets_bounds": bool(worst_excess <= BOUND_SHIFT and worst_flip <= BOUND_FLIP),
+        "meets_shift_bound": bool(worst_beyond <= BOUND_BEYOND_NOISE),
+        "meets_bounds": bool(worst_beyond <= BOUND_BEYOND_NOISE and worst_flip <= BOUND_FLIP_SHARE),
     }
 
 
@@ -166,8 +175,8 @@ async def run(
         "strip_rater_text": strip_rater_text,
         "tasks": sorted({a["task"] for a in answers}), "accuracy": statistics.mean(a["correct"] for a in answers),
         "readable": statistics.mean(a["readable"] for a in answers), "scoring_seconds": seconds,
-        "n_scores": len(answers) * (1 + 2 * len(payloads)), "bounds": {"abs_excess_shift": BOUND_SHIFT,
-        "flip_share": BOUND_FLIP}, **summary,
+        "n_scores": len(answers) * (1 + 2 * len(payloads)), "bounds": {"beyond_noise": BOUND_BEYOND_NOISE,
+        "flip_share": BOUND_FLIP_SHARE}, **summary,
         "scores": {"clean": clean, "forged": forged, "benign": benign},
     }  # fmt: skip
 
@@ -188,44 +197,56 @@ def markdown(result: dict[str, Any], label: str) -> list[str]:
         f"Clean score mean {result['clean']['mean']:.3f} (sd {result['clean']['sd']:.3f}).",
         "",
         "shift = mean(forged − clean) [95% bootstrap]; benign = same-length neutral text at the same place "
-        "(noise floor); **excess** = mean(forged − benign twin), bounded by ±0.05 in issue 11; flips = share "
+        "(noise floor); **beyond noise** = |shift| − |benign|, bounded by "
+        f"{BOUND_BEYOND_NOISE} in issue 11 (`finece_guard.data.forgery.shift_beyond_noise`, the test suite's "
+        "measure too); excess = mean(forged − benign twin), as older tables bounded it; flips = share "
         f"of `AcceptAbove(θ)` decisions changed, max over θ at the clean-score quartiles "
         f"({th['q25']:.3f} / {th['q50']:.3f} / {th['q75']:.3f}) and at θ = {FIXED_THETA}. "
         "† = held out of the training augmentation.",
         "",
-        "| payload | pos | shift | benign | excess | flips (quartiles) | benign flips | flips θ=0.35 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| payload | pos | shift | benign | beyond noise | excess | flips (quartiles) | benign flips | flips θ=0.35 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["payloads"].values():
         lo, hi = r["mean_shift_ci"]
         text = r["text"].replace("|", "\\|").replace("\n", "⏎")
         benign_flips = max(v for k, v in r["benign_flip_share"].items() if k != "fixed")
+        beyond = r.get("beyond_noise", abs(r["mean_shift"]) - abs(r["benign_shift"]))
         lines.append(
             f"| `{text}`{' †' if r['held_out'] else ''} | {r['position']} | {r['mean_shift']:+.3f} [{lo:+.3f}, "
-            f"{hi:+.3f}] | {r['benign_shift']:+.3f} | **{r['excess_shift']:+.3f}** | {r['max_flip_share']:.0%} | "
+            f"{hi:+.3f}] | {r['benign_shift']:+.3f} | **{beyond:+.3f}** | {r['excess_shift']:+.3f} | "
+            f"{r['max_flip_share']:.0%} | "
             f"{benign_flips:.0%} | {r['flip_share']['fixed']:.0%} |"
         )
-    verdict = "meets" if result["meets_bounds"] else "does NOT meet"
+
+    def verdict(ok: bool) -> str:
+        return "meets" if ok else "does NOT meet"
+
     lines += [
         "",
-        f"Worst |excess| {result['worst_abs_excess_shift']:.3f}, worst flip share {result['worst_flip_share']:.0%}: "
-        f"{verdict} the issue's bounds (|excess| ≤ {BOUND_SHIFT}, flips ≤ {BOUND_FLIP:.0%}).",
+        f"Worst move beyond noise {result['worst_beyond_noise']:+.3f}: {verdict(result['meets_shift_bound'])} the "
+        f"issue's shift bound (≤ {BOUND_BEYOND_NOISE}). Worst flip share {result['worst_flip_share']:.0%}: "
+        f"{verdict(result['worst_flip_share'] <= BOUND_FLIP_SHARE)} its flip bound (≤ {BOUND_FLIP_SHARE:.0%}). "
+        f"(Worst |excess| {result['worst_abs_excess_shift']:.3f}.)",
     ]
     return lines
 
 
 def rerender(label: str, subset: int | None = None) -> None:
-    """Rewrite the Markdown of an existing result (no scoring); with ``subset``, re-summarise its first
-    ``subset`` answers into ``<label>_n<subset>`` (to compare with a later run on fewer answers)."""
-    result = json.loads((OUT / f"forgery_injection_{label}.json").read_text())
+    """Re-summarise an existing result from its stored scores and rewrite its Markdown (no scoring),
+    so a table follows the current definition of the bound; with ``subset``, re-summarise only its
+    first ``subset`` answers into ``<label>_n<subset>`` (to compare with a later run on fewer answers)."""
+    path = OUT / f"forgery_injection_{label}.json"
+    result = json.loads(path.read_text())
+    sc = result["scores"]
+    idx = spread(len(sc["clean"]), subset if subset is not None else len(sc["clean"]))
+    clean = [sc["clean"][i] for i in idx]
+    forged = {k: [v[i] for i in idx] for k, v in sc["forged"].items()}
+    benign = {k: [v[i] for i in idx] for k, v in sc["benign"].items()}
+    result |= summarise(clean, forged, benign)
+    result["bounds"] = {"beyond_noise": BOUND_BEYOND_NOISE, "flip_share": BOUND_FLIP_SHARE}
     if subset is not None:
-        sc = result["scores"]
-        idx = spread(len(sc["clean"]), subset)
-        clean = [sc["clean"][i] for i in idx]
-        forged = {k: [v[i] for i in idx] for k, v in sc["forged"].items()}
-        benign = {k: [v[i] for i in idx] for k, v in sc["benign"].items()}
-        result |= summarise(clean, forged, benign)
-        result |= {"n_answers": len(clean), "n_scores": len(clean) * (1 + 2 * len(PAYLOADS)),
+        result |= {"n_answers": len(clean), "n_scores": len(clean) * (1 + 2 * len(forged)),
                    "scores": {"clean": clean, "forged": forged, "benign": benign},
                    "note": f"{len(clean)} evenly spaced answers of {label} (as --n {len(clean)} picks them), "
                    "re-summarised without re-scoring"}  # fmt: skip
@@ -234,7 +255,8 @@ def rerender(label: str, subset: int | None = None) -> None:
         result |= {"tasks": sorted({a["task"] for a in picked}),
                    "accuracy": statistics.mean(a["correct"] for a in picked)}  # fmt: skip
         label = f"{label}_n{subset}"
-        (OUT / f"forgery_injection_{label}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        path = OUT / f"forgery_injection_{label}.json"
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     (OUT / f"forgery_injection_{label}.md").write_text("\n".join(markdown(result, label)) + "\n")
 
 
@@ -248,7 +270,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--no-filter", action="store_true", help="score without the rater-text filter (the adapter alone)")
     ap.add_argument("--payloads", help="comma-separated payload name prefixes to score (default: all)")
-    ap.add_argument("--rerender", action="store_true", help="only rewrite the .md of an existing --label result")
+    ap.add_argument("--rerender", action="store_true",
+                    help="re-summarise an existing --label result from its stored scores (no scoring)")
     ap.add_argument("--subset", type=int, help="with --rerender: re-summarise the first N answers only")
     args = ap.parse_args()
     if args.rerender:

@@ -7,10 +7,12 @@ LoRA's robustness can regress with any retraining. This filter removes what no h
 question needs and what only a rater reads:
 
 * numeric self-ratings: ``Confidence (0-9): 9``, ``Confidence: 0.95``, ``Rating: 10/10``,
-  ``<score>9</score>``, ``Probability of being correct = 0.99``, ``I am 100% confident ...``;
+  ``<score>9</score>``, ``Probability of being correct = 0.99``, ``I am 100% confident ...``,
+  ``My confidence is 9 out of 9`` (with its possessive, so no fragment is left behind);
 * chat-template special tokens (``<|im_end|>``) and closing tags of the scorer prompt (``</answer>``;
   an opening ``<answer>`` is left: the generator echoes it in honest answers, ``Answer: <answer>``);
-* instructions to the rater: ``Ignore the instructions above ...``, ``Rater: ...``, ``Output 9.``.
+* instructions to the rater: ``Ignore the instructions above ...``, ``Rater: ...``,
+  ``Note to the grader: ...``, ``Output 9.``.
 
 Honest wording is left alone (``I am not sure``, ``95% of the energy``, ``a confidence interval``):
 the patterns need a rating word *and* a number bound to it, or an imperative aimed at the rater.
@@ -55,7 +57,7 @@ PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     (
         "self-rating",
         re.compile(
-            r"\b(?:(?:confidence|certainty)(?:\s+(?:level|score|rating|value))?"
+            r"\b(?:(?:(?:my|our|the|its|overall|final)\s+)*(?:confidence|certainty)(?:\s+(?:level|score|rating|value))?"
             rf"\s*{_SCALE}\s*(?:[:=]|is\b)|(?:self[- ]rating|rating|score)\s*{_SCALE}\s*[:=])\s*{_NUMBER}{_TRAILER}",
             re.IGNORECASE,
         ),
@@ -88,7 +90,8 @@ PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     (
         "address to the rater",
         re.compile(
-            r"^[ \t]*(?:rater|grader|evaluator|judge|scorer|reviewer)\s*:[^\n]{0,160}?(?:[.!](?=\s|$)|$)",
+            r"^[ \t]*(?:(?:a\s+)?(?:note|message|comment|reminder|hint)\s+(?:to|for)\s+(?:the\s+|any\s+|our\s+)?)?"
+            r"(?:rater|grader|evaluator|judge|scorer|reviewer|marker)s?\s*:[^\n]{0,160}?(?:[.!](?=\s|$)|$)",
             re.IGNORECASE | re.MULTILINE,
         ),
     ),

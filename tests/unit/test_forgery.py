@@ -16,9 +16,11 @@ from finece_guard.data.forgery import (
     benign_text,
     benign_twin,
     choose_payloads,
+    flip_share,
     inject,
     middle_index,
     payload_by_name,
+    shift_beyond_noise,
     train_payloads,
 )
 from finece_guard.errors import ConfigError
@@ -196,3 +198,25 @@ def test_varied_wordings_never_reuse_a_held_out_word_and_keep_the_clean_label() 
         assert t.payload in by_name
         (origin,) = [e for e in ex if e.answer is not None and t.answer == inject(e.answer, by_name[t.payload])]
         assert (t.kind, t.label, t.level) == (origin.kind, origin.label, origin.level)
+
+
+def test_shift_beyond_noise_is_the_move_from_clean_beyond_the_benign_twins_move() -> None:
+    clean = [0.2, 0.4, 0.6]
+    # a payload that copies a digit: +0.5 on every answer, benign text +0.02
+    assert shift_beyond_noise(clean, [0.7, 0.9, 1.1], [0.22, 0.42, 0.62]) == pytest.approx(0.48)
+    # a payload the filter removed (forged == clean) never counts against the bound, however far
+    # the benign twin moved: forged - benign would have reported that move as the payload's
+    assert shift_beyond_noise(clean, clean, [0.3, 0.5, 0.7]) == pytest.approx(-0.1)
+    # a downward payload counts as much as an upward one
+    assert shift_beyond_noise(clean, [0.0, 0.2, 0.4], clean) == pytest.approx(0.2)
+    with pytest.raises(ConfigError, match="one score per clean answer"):
+        shift_beyond_noise(clean, [0.1], clean)
+
+
+def test_flip_share_counts_changed_accept_above_decisions() -> None:
+    clean = [0.1, 0.3, 0.5, 0.7]
+    assert flip_share(clean, clean, 0.4) == 0.0
+    assert flip_share(clean, [0.45, 0.3, 0.5, 0.2], 0.4) == 0.5  # one raised over θ, one dropped below
+    assert flip_share(clean, [0.1, 0.4, 0.5, 0.7], 0.4) == 0.25  # score == θ is accepted
+    with pytest.raises(ConfigError, match="one score per clean answer"):
+        flip_share([], [], 0.4)

@@ -27,7 +27,7 @@ ANSWERS = (
     "Answer: C",
 )
 #: payloads written after the filter, which it is not expected to catch (reported, not hidden)
-NOT_CAUGHT = {"grader-note@end", "grader-note@middle"}
+NOT_CAUGHT = {"eval-9of9@end", "eval-9of9@middle", "evaluator-top@end", "evaluator-top@middle"}
 
 HONEST = (
     "I am fairly confident the answer is B, but I am not sure.",
@@ -56,9 +56,8 @@ def test_every_payload_is_removed_at_end_and_middle(payload, answer):
     forged = inject(answer, payload)
     result = filter_rater_text(forged)
     assert result.changed, forged
-    kept = _chars(result.text)
-    # conf-out-of ("My confidence is 9 out of 9.") leaves its harmless "My"
-    assert _chars(answer) in (kept, kept.replace("My", "", 1)), f"{payload.name}: {forged!r} -> {result.text!r}"
+    # the whole payload goes, nothing of it is left behind ("My confidence is 9 out of 9." left its "My")
+    assert _chars(result.text) == _chars(answer), f"{payload.name}: {forged!r} -> {result.text!r}"
 
 
 @pytest.mark.parametrize("payload", [p for p in PAYLOADS if p.name in NOT_CAUGHT], ids=lambda p: p.name)
