@@ -101,6 +101,7 @@ async def _run(
     from finece_guard.retrieval import ChromaConfig, ingest, open_vectorstore
     from finece_guard.runtime.checkpoints import ParagraphEnd
     from finece_guard.runtime.guard import FineCEGuard
+    from finece_guard.runtime.monitor import PRESCORED_QUESTION
     from finece_guard.runtime.policies import AbortBelow, AcceptAbove, RetrieveBelow
     from finece_guard.runtime.text import passages_head
 
@@ -161,6 +162,8 @@ async def _run(
                 if kind == "on_chain_stream" and name == "FineCEGuard":
                     console.print(str(ev["data"]["chunk"].content), end="", markup=False, highlight=False)
                 elif kind == "on_custom_event" and name == "finece_checkpoint":
+                    if ev["data"]["attempt"] and ev["data"]["reason"] == PRESCORED_QUESTION:
+                        continue  # the pre-score, already shown, recorded again as the attempt's question
                     s = ev["data"]["score"]
                     colour = "red" if s is None or s < 0.33 else "yellow" if s < 0.66 else "green"
                     console.print(f" [{colour}]⟨{ev['data']['kind']} {s if s is None else round(s, 2)}⟩[/]", end="")

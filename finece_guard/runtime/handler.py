@@ -52,7 +52,7 @@ from finece_guard.runtime.policies.base import Decision, Policy
 from finece_guard.runtime.policies.compose import Budget
 from finece_guard.runtime.text import QUESTION_KEY, SESSION_KEY, chunk_token_events, question_of_messages
 from finece_guard.sync_bridge import bridge_loop, call_on
-from finece_guard.types import ScoredCheckpoint, Trace
+from finece_guard.types import Score, ScoredCheckpoint, Trace
 
 _ALPHA = setting_default("bci_alpha")
 _WINDOW = setting_default("bci_window")
@@ -84,6 +84,7 @@ class _Session:
     events: asyncio.Queue[HandlerEvent] = field(default_factory=asyncio.Queue)
     runs: list[UUID] = field(default_factory=list)
     stop: Decision | None = None  # set by the owner (e.g. the caller stopped): raised at the next token
+    question_score: tuple[str, Score] | None = None  # (scored question, its score) already asked for
 
 
 class FineCECallbackHandler(BaseCallbackHandler):
@@ -149,9 +150,14 @@ class FineCECallbackHandler(BaseCallbackHandler):
         self._traces: OrderedDict[UUID, Trace] = OrderedDict()
 
     # ----------------------------------------------------------------- sessions
-    def open_session(self, session: str, budget: SessionBudget | None = None) -> asyncio.Queue[HandlerEvent]:
-        """Register a session (one guarded attempt) on the running loop; returns its event queue."""
-        state = _Session(asyncio.get_running_loop(), budget or SessionBudget())
+    def open_session(
+        self, session: str, budget: SessionBudget | None = None, question_score: tuple[str, Score] | None = None
+    ) -> asyncio.Queue[HandlerEvent]:
+        """Register a session (one guarded attempt) on the running loop; returns its event queue.
+
+        ``question_score``: ``(question, score)`` of a question-only state the owner already scored;
+        a run of this session asked about that same question records it instead of asking again."""
+        state = _Session(asyncio.get_running_loop(), budget or SessionBudget(), question_score=question_score)
         self._sessions[session] = state
         return state.events
 
@@ -246,14 +252,15 @@ class FineCECallbackHandler(BaseCallbackHandler):
             def scored(sc: ScoredCheckpoint) -> None:
                 self.decider.on_scored(run, sc)
 
+            state = self._sessions.get(session) if session else None
+            known = state.question_score if state is not None else None
             monitor = RunMonitor(
                 q, self.scorer, self.strategy, alpha=self.alpha, window=self.window,
                 score_question=self.score_question, deadline_s=self.deadline_s, on_scored=scored,
-                partial_limit=self.partial_limit,
+                partial_limit=self.partial_limit, question_score=known[1] if known and known[0] == q else None,
             )  # fmt: skip
             run = RunState(monitor, session, loop)
             self._runs[run_id] = run
-            state = self._sessions.get(session) if session else None
             if state is not None:
                 state.runs.append(run_id)
 

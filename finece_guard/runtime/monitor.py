@@ -35,7 +35,11 @@ from finece_guard.config import setting_default
 from finece_guard.errors import ConfigError
 from finece_guard.runtime.bci import refine
 from finece_guard.runtime.checkpoints import CheckpointStrategy, ParagraphEnd
-from finece_guard.types import Checkpoint, CheckpointKind, ScoredCheckpoint, TokenEvent, Trace
+from finece_guard.types import Checkpoint, CheckpointKind, Score, ScoredCheckpoint, TokenEvent, Trace
+
+#: The reason of a question-only checkpoint scored before generation (a guarded session's pre-score,
+#: and an attempt's question checkpoint that records that same score instead of asking again).
+PRESCORED_QUESTION = "question only, before generation"
 
 _ALPHA = setting_default("bci_alpha")
 _WINDOW = setting_default("bci_window")
@@ -97,8 +101,12 @@ class RunMonitor:
         deadline_s: float = _DEADLINE_S,
         on_scored: Callable[[ScoredCheckpoint], None] | None = None,
         partial_limit: PartialScoreLimit | None = None,
+        question_score: Score | None = None,
     ) -> None:
         self.question = question
+        #: the question-only state's score when it was already asked for (a guarded session's
+        #: pre-score before generation): recorded as this run's question checkpoint, not asked again
+        self.question_score = question_score
         self.scorer = scorer
         self.strategy = strategy or ParagraphEnd()
         self.alpha = alpha
@@ -162,7 +170,10 @@ class RunMonitor:
     async def _score(self, cp: Checkpoint, release: Callable[[], None] | None = None) -> ScoredCheckpoint:
         answer = None if cp.kind is CheckpointKind.QUESTION else cp.answer_prefix
         try:
-            score = await self.scorer.ascore(self.question, answer, cp.kind)
+            if cp.kind is CheckpointKind.QUESTION and self.question_score is not None:
+                score = self.question_score
+            else:
+                score = await self.scorer.ascore(self.question, answer, cp.kind)
             if self.scorer.fusion is not None:  # the prefix copy is only made for a fusion model
                 score = self.scorer.with_fusion(score, self.tokens[: cp.n_tokens], cp.kind)
             result = ScoredCheckpoint(cp, score)
@@ -194,7 +205,8 @@ class RunMonitor:
     def _score_question(self) -> None:
         if self._question_pending:
             self._question_pending = False
-            self._schedule(CheckpointKind.QUESTION, "question only", 0, "")
+            reason = "question only" if self.question_score is None else PRESCORED_QUESTION
+            self._schedule(CheckpointKind.QUESTION, reason, 0, "")
 
     def feed(self, event: TokenEvent) -> Checkpoint | None:
         """Record a token; schedule (or hold) a partial checkpoint if the strategy says so."""

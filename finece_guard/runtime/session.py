@@ -37,6 +37,7 @@ from finece_guard.backends.base import BaseScorer
 from finece_guard.errors import AdapterMismatchError, ConfigError, GenerationAborted
 from finece_guard.runtime.bci import refine
 from finece_guard.runtime.handler import FineCECallbackHandler, HandlerEvent, SessionBudget
+from finece_guard.runtime.monitor import PRESCORED_QUESTION
 from finece_guard.runtime.policies.base import Action, Decision, Policy, PolicyView
 from finece_guard.runtime.policies.compose import (
     Budget,
@@ -223,7 +224,7 @@ class GuardedSession:
         early = [p for p in self.policies if getattr(p, "early", False)]
         if not early or self.retriever is None:
             return [], None
-        cp = Checkpoint(0, CheckpointKind.QUESTION, 0, "", "question only, before generation")
+        cp = Checkpoint(0, CheckpointKind.QUESTION, 0, "", PRESCORED_QUESTION)
         try:
             score = await asyncio.wait_for(self.scorer.ascore(question, None, CheckpointKind.QUESTION),
                                            self.handler.deadline_s)  # fmt: skip
@@ -253,13 +254,17 @@ class GuardedSession:
         sampling: dict[str, Any] = {}
         docs, question_score = await self._before_generation(question, decisions, refused)
         retrievals = 1 if docs or decisions else 0
+        # the pre-score is an attempt's question checkpoint whenever the attempt asks about the same
+        # state (no passages retrieved): the handler matches it by the scored question's text
+        known = (question, question_score.score) if question_score and question_score.score else None
         while True:
             number = len(attempts) + 1
             session = uuid.uuid4().hex
             sq = scored_question(question, docs)
             tokens_before = sum(a.trace.n_tokens for a in attempts)
             queue = self.handler.open_session(session, SessionBudget(number, retrievals, tokens_before,
-                                                                     self.retriever is not None))  # fmt: skip
+                                                                     self.retriever is not None),
+                                              question_score=known)  # fmt: skip
             aborted: Decision | None = None
             error: str | None = None
             payload: Any = None

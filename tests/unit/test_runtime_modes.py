@@ -26,6 +26,7 @@ from langchain_core.retrievers import BaseRetriever
 
 from finece_guard.runtime.bci import LookAhead, integrate_paths
 from finece_guard.runtime.guard import FineCEGuard, GuardResult
+from finece_guard.runtime.monitor import PRESCORED_QUESTION
 from finece_guard.runtime.policies import (
     DEFAULT_FALLBACK,
     AbortBelow,
@@ -183,12 +184,13 @@ def _agent_outcome(state: dict[str, Any]) -> Outcome:
                    meta["answer"], str(state["messages"][-1].content), [])  # fmt: skip
 
 
-async def _run_agent(mode: str, s: Scenario, model: Echo) -> Outcome:
+async def _run_agent(mode: str, s: Scenario, model: Echo, scorer: KeywordScorer | None = None) -> Outcome:
     from langchain.agents import create_agent
 
     from finece_guard.runtime.middleware import FineCEMiddleware
 
-    mw = FineCEMiddleware(KeywordScorer(rule), policies=s.policies(), retriever=Fixed() if s.retriever else None,
+    mw = FineCEMiddleware(scorer or KeywordScorer(rule), policies=s.policies(),
+                          retriever=Fixed() if s.retriever else None,
                           fallback="no" if s.name == "reject" else DEFAULT_FALLBACK)  # fmt: skip
     agent = create_agent(model, tools=[], middleware=[mw])
     inp = {"messages": [{"role": "user", "content": s.question}]}
@@ -518,3 +520,45 @@ async def test_fused_scores_reach_the_result_in_every_mode() -> None:
             assert score is not None and score.value in (0.1, 0.9), mode
             logit = math.log(score.value / (1 - score.value))
             assert score.fused == pytest.approx(1 / (1 + math.exp(-(logit + 0.5)))), mode
+
+
+@pytest.mark.asyncio
+async def test_a_question_scored_before_generation_is_not_scored_again_in_every_mode() -> None:
+    """Early ``RetrieveBelow`` scores the question before generating; when it does not retrieve, the
+    attempt's question checkpoint is that score (recorded, same value), not a second scorer call."""
+    s = Scenario("early_no_retrieval", "easy question?", lambda p, k: RIGHT,
+                 lambda: [RetrieveBelow(0.5, early=True, k=1), AcceptAbove(0.5)], True)  # fmt: skip
+
+    def question_calls(scorer: KeywordScorer) -> int:
+        return sum(kind is CheckpointKind.QUESTION for _, _, kind in scorer.calls)
+
+    for mode in GUARD_MODES:
+        guard = _guard(s, Echo(reply=s.reply))
+        result = (await _run_guard(mode, guard, s.question)).result
+        assert result is not None and result.accepted and len(result.attempts) == 1, mode
+        scorer = guard.scorer
+        assert isinstance(scorer, KeywordScorer)
+        assert question_calls(scorer) == 1, (mode, scorer.calls)
+        questions = [sc for sc in result.attempts[0].trace.checkpoints if sc.checkpoint.kind is CheckpointKind.QUESTION]
+        assert [sc.score.value for sc in questions if sc.score] == [0.9], mode
+        assert questions[0].checkpoint.reason == PRESCORED_QUESTION, mode
+    for mode in AGENT_MODES:
+        scorer = KeywordScorer(rule)
+        outcome = await _run_agent(mode, s, Echo(reply=s.reply), scorer)
+        assert outcome.accepted and outcome.attempts == 1, mode
+        assert question_calls(scorer) == 1, (mode, scorer.calls)
+
+
+@pytest.mark.asyncio
+async def test_a_retrieval_before_generation_scores_the_question_with_its_passages() -> None:
+    """When the pre-score retrieves, the attempt asks about a different state (passages + question):
+    that one is scored, the bare question's pre-score is not reused for it."""
+    s = SCENARIOS[2]
+    for mode in GUARD_MODES:
+        guard = _guard(s, Echo(reply=s.reply))
+        result = (await _run_guard(mode, guard, s.question)).result
+        assert result is not None
+        scorer = guard.scorer
+        assert isinstance(scorer, KeywordScorer)
+        asked = [q for q, _, kind in scorer.calls if kind is CheckpointKind.QUESTION]
+        assert len(asked) == 2 and PASSAGE not in asked[0] and PASSAGE in asked[1], (mode, asked)
