@@ -207,6 +207,28 @@ async def test_early_retrieval_before_generation_in_every_mode(vllm_server, gold
     assert got["attempts"] == 1 and got["actions"] == [["retrieve", "retrieve_below"], ["accept", "default"]], got
 
 
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_question_scored_before_generation_is_asked_once_in_every_mode(vllm_server, gold_store: Any,
+                                                                               mode: str) -> None:
+    """An early retrieval that does not fire (θ = 0: no score is below it) scored the question before
+    generating; the attempt records that score as its question checkpoint instead of asking again."""
+    url = vllm_server.base_url
+    q = "What is the chemical symbol for gold?"
+    policies = [RetrieveBelow(0.0, early=True, k=1)]
+    retriever = gold_store.as_retriever(search_kwargs={"k": 1})
+    scorer = TimedScorer(url)
+    if mode.startswith("agent"):
+        got = await _agent_run(mode, url, policies, 24, q, retriever=retriever, scorer=scorer)
+    else:
+        guard = FineCEGuard(_llm(url, 24), scorer=scorer, checkpoints=Periodic(8), policies=policies,
+                            retriever=retriever)  # fmt: skip
+        got = await _guard_run(mode, guard, q)
+        assert got["retrieved"] == [], got
+    assert got["attempts"] == 1 and got["actions"] == [["accept", "default"]], got
+    asked = [kind for kind, *_ in scorer.log]
+    assert asked.count("question") == 1 and asked.count("partial") >= 1, scorer.log
+
+
 @pytest.mark.parametrize("mode", ["invoke", "ainvoke", "agent_async"])
 async def test_a_wrong_scorer_is_refused_before_any_answer_is_judged(vllm_server, mode: str) -> None:
     from finece_guard.errors import ConfigError
