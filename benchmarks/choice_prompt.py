@@ -38,6 +38,13 @@ INSTRUCTIONS: dict[str, str] = {
     "current": CHOICE_INSTRUCTION,
     "end-letter": "Explain your reasoning briefly, then end with the line 'Answer: X', where X is one of {letters}.",
     "letter-first": "Start your reply with 'Answer: X', where X is one of {letters}, then explain briefly.",
+    # 2026-12-03: a worked example (a small model copies a format it has seen more readily than one
+    # it is told), and the shortest checkable reply
+    "one-shot": "Example of a reply to another question:\n"
+    "\"Sunlight is the energy source plants use to make food. Answer: C\"\n"
+    "Now reply to the question above the same way: explain your reasoning briefly, then end with "
+    "'Answer: ' and one of {letters}.",
+    "letter-only": "Reply with 'Answer: ' followed by the letter of the correct option ({letters}) and nothing else.",
 }
 TASKS = ("arc_easy", "sciq_mc", "arc_challenge")
 PLACEHOLDER = re.compile(r"<\s*letter\s*>|\bAnswer:\s*X\b", re.IGNORECASE)
