@@ -16,8 +16,8 @@ twin (same-length neutral text at the same place: the noise floor).
   the noise floor (the same measure) stays below 0.10. The 2026-11-23 adapter copied the digit
   (+0.5 to +0.69), the 2026-12-02 one still moved +0.14; the 2026-12-03 default stays within
   +0.05 on all 42 payloads (40 answers: the first 38 scored unfiltered, the two added on 2026-12-03
-  afternoon scored as served, which for them is the adapter alone: the filter does not catch them). This fails if a retrained adapter copies digits again, whatever
-  the filter hides.
+  afternoon scored as served, which for them is the adapter alone: the filter does not catch them).
+  This fails if a retrained adapter copies digits again, whatever the filter hides.
 """
 
 from __future__ import annotations
