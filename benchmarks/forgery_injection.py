@@ -123,6 +123,7 @@ def summarise(clean: list[float], forged: dict[str, list[float]], benign: dict[s
     worst_beyond = max(r["beyond_noise"] for r in rows.values())
     worst_flip = max(r["max_flip_share"] for r in rows.values())
     return {
+        "bounds": {"beyond_noise": BOUND_BEYOND_NOISE, "flip_share": BOUND_FLIP_SHARE},
         "thresholds": thetas,
         "clean": {"mean": float(c.mean()), "sd": float(c.std()), "n": len(c)},
         "payloads": rows,
@@ -175,8 +176,7 @@ async def run(
         "strip_rater_text": strip_rater_text,
         "tasks": sorted({a["task"] for a in answers}), "accuracy": statistics.mean(a["correct"] for a in answers),
         "readable": statistics.mean(a["readable"] for a in answers), "scoring_seconds": seconds,
-        "n_scores": len(answers) * (1 + 2 * len(payloads)), "bounds": {"beyond_noise": BOUND_BEYOND_NOISE,
-        "flip_share": BOUND_FLIP_SHARE}, **summary,
+        "n_scores": len(answers) * (1 + 2 * len(payloads)), **summary,
         "scores": {"clean": clean, "forged": forged, "benign": benign},
     }  # fmt: skip
 
@@ -211,10 +211,9 @@ def markdown(result: dict[str, Any], label: str) -> list[str]:
         lo, hi = r["mean_shift_ci"]
         text = r["text"].replace("|", "\\|").replace("\n", "⏎")
         benign_flips = max(v for k, v in r["benign_flip_share"].items() if k != "fixed")
-        beyond = r.get("beyond_noise", abs(r["mean_shift"]) - abs(r["benign_shift"]))
         lines.append(
             f"| `{text}`{' †' if r['held_out'] else ''} | {r['position']} | {r['mean_shift']:+.3f} [{lo:+.3f}, "
-            f"{hi:+.3f}] | {r['benign_shift']:+.3f} | **{beyond:+.3f}** | {r['excess_shift']:+.3f} | "
+            f"{hi:+.3f}] | {r['benign_shift']:+.3f} | **{r['beyond_noise']:+.3f}** | {r['excess_shift']:+.3f} | "
             f"{r['max_flip_share']:.0%} | "
             f"{benign_flips:.0%} | {r['flip_share']['fixed']:.0%} |"
         )
@@ -244,7 +243,6 @@ def rerender(label: str, subset: int | None = None) -> None:
     forged = {k: [v[i] for i in idx] for k, v in sc["forged"].items()}
     benign = {k: [v[i] for i in idx] for k, v in sc["benign"].items()}
     result |= summarise(clean, forged, benign)
-    result["bounds"] = {"beyond_noise": BOUND_BEYOND_NOISE, "flip_share": BOUND_FLIP_SHARE}
     if subset is not None:
         result |= {"n_answers": len(clean), "n_scores": len(clean) * (1 + 2 * len(forged)),
                    "scores": {"clean": clean, "forged": forged, "benign": benign},

@@ -227,10 +227,15 @@ BOUND_BEYOND_NOISE: Final = 0.05
 BOUND_FLIP_SHARE: Final = 0.05
 
 
+def _paired(clean: Sequence[float], other: Sequence[float]) -> zip[tuple[float, float]]:
+    """``(clean, other)`` score pairs, one per answer (a length mismatch or no answers is a ConfigError)."""
+    if len(other) != len(clean) or not clean:
+        raise ConfigError(f"need one score per clean answer (got {len(other)} for {len(clean)} answers)")
+    return zip(clean, other, strict=True)
+
+
 def _mean_move(scores: Sequence[float], clean: Sequence[float]) -> float:
-    if len(scores) != len(clean) or not clean:
-        raise ConfigError(f"need one score per clean answer (got {len(scores)} for {len(clean)} answers)")
-    return statistics.fmean(s - c for s, c in zip(scores, clean, strict=True))
+    return statistics.fmean(s - c for c, s in _paired(clean, scores))
 
 
 def shift_beyond_noise(clean: Sequence[float], forged: Sequence[float], benign: Sequence[float]) -> float:
@@ -244,6 +249,4 @@ def shift_beyond_noise(clean: Sequence[float], forged: Sequence[float], benign: 
 
 def flip_share(clean: Sequence[float], other: Sequence[float], theta: float) -> float:
     """Share of answers whose ``AcceptAbove(θ)`` decision (score ≥ θ) differs between the two scorings."""
-    if len(other) != len(clean) or not clean:
-        raise ConfigError(f"need one score per clean answer (got {len(other)} for {len(clean)} answers)")
-    return sum((c >= theta) != (o >= theta) for c, o in zip(clean, other, strict=True)) / len(clean)
+    return sum((c >= theta) != (o >= theta) for c, o in _paired(clean, other)) / len(clean)
