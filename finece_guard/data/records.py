@@ -1,10 +1,10 @@
 """One immutable record type for every offline QA task, and the prompt the generator sees.
 
-Loaders turn eight differently shaped datasets (multiple choice with letter or digit labels,
-alias lists, a single short answer, worked maths solutions) into :class:`QARecord`, so the rest
-of the library (generation, answer checking, FineCE training data) handles one shape only.
-The instruction strings are module constants because training data and evaluation must render
-questions byte-identically.
+Loaders turn nine differently shaped datasets (multiple choice with letter or digit labels,
+alias lists, a single short answer, yes/no questions on a passage, worked maths solutions) into
+:class:`QARecord`, so the rest of the library (generation, answer checking, FineCE training
+data) handles one shape only. The instruction strings are module constants because training
+data and evaluation must render questions byte-identically.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from finece_guard.runtime.text import CONTEXT_TEMPLATE as CONTEXT_TEMPLATE  # th
 CHOICE_INSTRUCTION = "Explain your reasoning briefly, then give the final answer as 'Answer: <letter>'."
 #: Last line of an open-question prompt (TriviaQA, NQ-Open, SciQ).
 OPEN_INSTRUCTION = "Answer briefly, then explain."
+#: Last line of a yes/no prompt (BoolQ); the answer checker reads the leading "yes" or "no".
+YESNO_INSTRUCTION = "Answer yes or no, then explain briefly."
+#: The gold answers of a yes/no record: ``answers`` is one of them, alone.
+YES_NO = ("yes", "no")
 #: Last line of a GSM8K prompt; the answer checker reads the number after "The answer is".
 MATH_INSTRUCTION = "Solve step by step and end with 'The answer is N.'"
 
@@ -37,6 +41,7 @@ class AnswerKind(StrEnum):
     ALIAS = "alias"  # open answer, any of several gold aliases (TriviaQA, NQ-Open)
     SHORT = "short"  # open answer, one short gold answer (SciQ)
     NUMERIC = "numeric"  # final number (GSM8K); answers = (gold number, worked solution)
+    YESNO = "yesno"  # yes/no question (BoolQ); answers = ("yes",) or ("no",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,8 @@ class QARecord:
             raise ConfigError(f"record {self.id!r} has no gold answer")
         if self.kind is AnswerKind.CHOICE:
             self._check_choice()
+        if self.kind is AnswerKind.YESNO and (len(self.answers) != 1 or self.answers[0] not in YES_NO):
+            raise ConfigError(f"record {self.id!r}: a yes/no question's answers must be ('yes',) or ('no',)")
 
     def _check_choice(self) -> None:
         if not 2 <= len(self.choices) <= len(LETTERS):
@@ -90,4 +97,6 @@ class QARecord:
             return f"{head}Question: {self.question}\nOptions:\n{options}\n{CHOICE_INSTRUCTION}"
         if self.kind is AnswerKind.NUMERIC:
             return f"{head}{self.question}\n{MATH_INSTRUCTION}"
+        if self.kind is AnswerKind.YESNO:
+            return f"{head}{self.question}\n{YESNO_INSTRUCTION}"
         return f"{head}{self.question}\n{OPEN_INSTRUCTION}"

@@ -11,6 +11,7 @@ from finece_guard.data import (
     extract_choice,
     extract_final,
     extract_number,
+    extract_yes_no,
     is_correct,
     load_task,
     normalize_text,
@@ -138,6 +139,41 @@ def test_short_answer_numbers() -> None:
     assert is_correct(three, "3.0 meters")
     assert not is_correct(three, "3.5 meters")
     assert not is_correct(three, "-3")
+
+
+# --------------------------------------------------------------------------- YESNO
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("Yes, house tax and property tax are the same.", "yes"),
+        ("No. The passage says corn ethanol returns 1.3 units.", "no"),
+        ("no", "no"),
+        ("True, the passage says so.", "yes"),
+        ("False.", "no"),
+        ("Based on the passage, yes, they are the same.", "yes"),
+        ("The answer is no.\nYes, I checked the passage.", "no"),  # the committed line after the marker
+        ("No, there is no limit.", "no"),
+        ("Yes, there is no limit.", "yes"),  # leads with its answer; "no" later is a determiner
+        ("There is no limit, yes.", None),  # both words, neither leads: unclear
+        ("The passage is about taxes.", None),
+        ("", None),
+        ("Yesterday it was not raining.", None),  # whole words only
+    ],
+)
+def test_extract_yes_no(text: str, said: str | None) -> None:
+    assert extract_yes_no(text) == said
+
+
+def test_yes_no_dispatch_on_a_boolq_item() -> None:
+    tax = record("boolq", "boolq/31aa905866585b8a")  # gold "yes"
+    assert is_correct(tax, "Yes, they are the same tax.")
+    assert not is_correct(tax, "No, property tax is a different tax.")
+    assert not is_correct(tax, "The passage describes property tax.")
+    assert extract_final(tax, "Yes.") == "yes"
+    assert extract_final(tax, "No, never.") == "no"
+    assert extract_final(tax, "It depends.") is None
 
 
 # --------------------------------------------------------------------------- NUMERIC

@@ -14,6 +14,7 @@ from finece_guard.data import (
     OPEN_INSTRUCTION,
     PARTITIONS,
     TASKS,
+    YESNO_INSTRUCTION,
     AnswerKind,
     QARecord,
     load_task,
@@ -31,6 +32,7 @@ EXPECTED_COUNTS = {
     "arc_challenge": 299,
     "sciq": 1000,
     "sciq_mc": 1000,
+    "boolq": 3270,
     "mmlu": 14042,
     "gsm8k": 1319,
 }
@@ -42,6 +44,7 @@ EXPECTED_KINDS = {
     "arc_challenge": AnswerKind.CHOICE,
     "sciq": AnswerKind.SHORT,
     "sciq_mc": AnswerKind.CHOICE,
+    "boolq": AnswerKind.YESNO,
     "mmlu": AnswerKind.CHOICE,
     "gsm8k": AnswerKind.NUMERIC,
 }
@@ -55,6 +58,7 @@ PINNED_PARTITIONS = {
     "csqa/1afa02df02c908a558b4036e80242fac": "test",
     "gsm8k/0": "test",
     "sciq/a94a125f7258d255": "test",
+    "boolq/31aa905866585b8a": "train",
 }
 
 
@@ -188,6 +192,18 @@ def test_open_prompt_with_and_without_passage() -> None:
     assert OPEN_INSTRUCTION == "Answer briefly, then explain."
 
 
+def test_boolq_record_and_prompt() -> None:
+    record = by_id("boolq", "boolq/31aa905866585b8a")
+    assert record.question == "Is house tax and property tax are same?"  # capitalised, question mark added
+    assert record.answers == ("yes",)
+    assert record.context is not None and record.context.startswith("Property tax or 'house tax' is a local tax")
+    assert record.prompt() == f"{record.question}\n{YESNO_INSTRUCTION}"
+    assert record.prompt(with_context=True) == f"Passage: {record.context}\n\n{record.question}\n{YESNO_INSTRUCTION}"
+    assert YESNO_INSTRUCTION == "Answer yes or no, then explain briefly."
+    assert Counter(r.answers[0] for r in load_task("boolq")) == {"yes": 2033, "no": 1237}
+    assert all(r.context for r in load_task("boolq"))
+
+
 def test_math_prompt() -> None:
     record = by_id("gsm8k", "gsm8k/0")
     assert record.prompt().startswith("Janet’s ducks lay 16 eggs per day.")
@@ -272,6 +288,9 @@ def test_record_validation() -> None:
         QARecord("csqa/1", "csqa", "q?", ("B", "cat"), ("cat", "dog"), kind=AnswerKind.CHOICE)
     with pytest.raises(ConfigError, match="no gold answer"):
         QARecord("sciq/1", "sciq", "q?", ())
+    for answers in (("maybe",), ("yes", "no"), ("Yes",)):
+        with pytest.raises(ConfigError, match=r"yes/no question's answers must be \('yes',\) or \('no',\)"):
+            QARecord("boolq/1", "boolq", "q?", answers, kind=AnswerKind.YESNO)
     record = QARecord("sciq/1", "sciq", "q?", ("a",))
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.question = "changed"  # type: ignore[misc]

@@ -49,8 +49,9 @@ SUBPACKAGES: dict[str, list[str]] = {
     ],
     "finece_guard.data": [
         "CHOICE_INSTRUCTION", "CONTEXT_TEMPLATE", "MATH_INSTRUCTION", "OPEN_INSTRUCTION", "PARTITIONS", "TASKS",
-        "AnswerKind", "Partition", "QARecord", "answer_span", "extract_choice", "extract_final", "extract_number",
-        "is_correct", "load_task", "mmlu_subjects", "normalize_text", "partition_of",
+        "YESNO_INSTRUCTION", "AnswerKind", "Partition", "QARecord", "answer_span", "extract_choice", "extract_final",
+        "extract_number", "extract_yes_no", "is_correct", "load_task", "mmlu_subjects", "normalize_text",
+        "partition_of",
     ],
     "finece_guard.metrics": [
         "UNCHECKED", "Interval", "accuracy", "accuracy_unchecked", "auroc", "auroc_unchecked", "bootstrap",
