@@ -24,14 +24,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import finish, stamp
-from finece_guard.backends.openai_generator import OpenAICompatGenerator, question_messages
-from finece_guard.config import DEFAULT_GENERATOR
+from benchmarks.common import finish, greedy_answers, stamp
 from finece_guard.data.checkers import extract_choice
 from finece_guard.data.loaders import load_task
 from finece_guard.data.records import CHOICE_INSTRUCTION, LETTERS, QARecord
 from finece_guard.errors import ConfigError
-from finece_guard.evaluation.settings import EvalConfig
 
 #: Candidate last lines; ``{letters}`` becomes "A, B, C or D" for a four-option question.
 INSTRUCTIONS: dict[str, str] = {
@@ -41,7 +38,7 @@ INSTRUCTIONS: dict[str, str] = {
     # 2026-12-03: a worked example (a small model copies a format it has seen more readily than one
     # it is told), and the shortest checkable reply
     "one-shot": "Example of a reply to another question:\n"
-    "\"Sunlight is the energy source plants use to make food. Answer: C\"\n"
+    '"Sunlight is the energy source plants use to make food. Answer: C"\n'
     "Now reply to the question above the same way: explain your reasoning briefly, then end with "
     "'Answer: ' and one of {letters}.",
     "letter-only": "Reply with 'Answer: ' followed by the letter of the correct option ({letters}) and nothing else.",
@@ -67,20 +64,9 @@ def render(record: QARecord, instruction: str) -> str:
 
 
 async def _answers(base_url: str, records: list[QARecord], names: list[str], concurrency: int) -> list[dict[str, Any]]:
-    generator = OpenAICompatGenerator(base_url, model=DEFAULT_GENERATOR)
-    gate = asyncio.Semaphore(concurrency)
-    max_tokens = EvalConfig().max_tokens
-
-    async def one(record: QARecord, name: str) -> dict[str, Any]:
-        async with gate:
-            messages = question_messages(render(record, INSTRUCTIONS[name]))
-            text = "".join([t.text async for t in generator.astream(messages, max_tokens=max_tokens)])
-        return {"id": record.id, "task": record.task, "instruction": name, "answer": text}
-
-    try:
-        return list(await asyncio.gather(*(one(r, n) for n in names for r in records)))
-    finally:
-        await generator.aclose()
+    jobs = [(r, n) for n in names for r in records]
+    texts = await greedy_answers(base_url, [render(r, INSTRUCTIONS[n]) for r, n in jobs], concurrency)
+    return [{"id": r.id, "task": r.task, "instruction": n, "answer": t} for (r, n), t in zip(jobs, texts, strict=True)]
 
 
 def _table(answers: list[dict[str, Any]], records: dict[str, QARecord]) -> tuple[list[dict[str, Any]], list[str]]:

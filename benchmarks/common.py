@@ -54,3 +54,25 @@ def jsonl_records(path: Path) -> Iterator[dict[str, Any]]:
         for line in handle:
             if line.strip():
                 yield json.loads(line)
+
+
+async def greedy_answers(base_url: str, prompts: list[str], concurrency: int) -> list[str]:
+    """The default generator's greedy answer (the eval harness's ``max_tokens``) to each user turn, in order."""
+    import asyncio
+
+    from finece_guard.backends.openai_generator import OpenAICompatGenerator, question_messages
+    from finece_guard.config import DEFAULT_GENERATOR
+    from finece_guard.evaluation.settings import EvalConfig
+
+    generator = OpenAICompatGenerator(base_url, model=DEFAULT_GENERATOR)
+    gate = asyncio.Semaphore(concurrency)
+    max_tokens = EvalConfig().max_tokens
+
+    async def one(prompt: str) -> str:
+        async with gate:
+            return "".join([t.text async for t in generator.astream(question_messages(prompt), max_tokens=max_tokens)])
+
+    try:
+        return list(await asyncio.gather(*(one(p) for p in prompts)))
+    finally:
+        await generator.aclose()

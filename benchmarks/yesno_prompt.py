@@ -22,11 +22,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import finish, stamp
-from finece_guard.backends.openai_generator import OpenAICompatGenerator, question_messages
+from benchmarks.common import finish, greedy_answers, stamp
 from finece_guard.config import DEFAULT_GENERATOR
 from finece_guard.data import CONTEXT_TEMPLATE, QARecord, extract_yes_no, load_task
-from finece_guard.evaluation.settings import EvalConfig
 
 
 def _passage(record: QARecord) -> str:
@@ -51,20 +49,9 @@ PROMPTS: dict[str, Callable[[QARecord], str]] = {
 
 
 async def _answers(base_url: str, records: list[QARecord], names: list[str], concurrency: int) -> list[dict[str, Any]]:
-    generator = OpenAICompatGenerator(base_url, model=DEFAULT_GENERATOR)
-    gate = asyncio.Semaphore(concurrency)
-    max_tokens = EvalConfig().max_tokens
-
-    async def one(record: QARecord, name: str) -> dict[str, Any]:
-        async with gate:
-            messages = question_messages(PROMPTS[name](record))
-            text = "".join([t.text async for t in generator.astream(messages, max_tokens=max_tokens)])
-        return {"id": record.id, "prompt": name, "answer": text}
-
-    try:
-        return list(await asyncio.gather(*(one(r, n) for n in names for r in records)))
-    finally:
-        await generator.aclose()
+    jobs = [(r, n) for n in names for r in records]
+    texts = await greedy_answers(base_url, [PROMPTS[n](r) for r, n in jobs], concurrency)
+    return [{"id": r.id, "prompt": n, "answer": t} for (r, n), t in zip(jobs, texts, strict=True)]
 
 
 def table(answers: list[dict[str, Any]], records: dict[str, QARecord]) -> tuple[list[dict[str, Any]], list[str]]:
