@@ -1,7 +1,9 @@
-"""What every benchmark stamps on its results (date, machine, server) and how it writes them."""
+"""What every benchmark stamps on its results (date, machine, server), how it writes them, and the greedy
+answers of the default generator that the prompt benchmarks compare."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -11,6 +13,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from finece_guard.backends.openai_generator import OpenAICompatGenerator, question_messages
+from finece_guard.config import DEFAULT_GENERATOR
+from finece_guard.evaluation.settings import EvalConfig
 
 OUT = Path(__file__).parent / "results"
 
@@ -58,12 +64,6 @@ def jsonl_records(path: Path) -> Iterator[dict[str, Any]]:
 
 async def greedy_answers(base_url: str, prompts: list[str], concurrency: int) -> list[str]:
     """The default generator's greedy answer (the eval harness's ``max_tokens``) to each user turn, in order."""
-    import asyncio
-
-    from finece_guard.backends.openai_generator import OpenAICompatGenerator, question_messages
-    from finece_guard.config import DEFAULT_GENERATOR
-    from finece_guard.evaluation.settings import EvalConfig
-
     generator = OpenAICompatGenerator(base_url, model=DEFAULT_GENERATOR)
     gate = asyncio.Semaphore(concurrency)
     max_tokens = EvalConfig().max_tokens

@@ -182,8 +182,9 @@ def _arc(task: str, name: str) -> Callable[[], tuple[QARecord, ...]]:
     return load
 
 
-def _support(row: Row) -> str | None:
-    return str(row["support"]).strip() or None
+def _support(row: Row, column: str = "support") -> str | None:
+    """The row's passage (SciQ ``support``, BoolQ ``passage``); None when it is empty."""
+    return str(row[column]).strip() or None
 
 
 def _sciq() -> tuple[QARecord, ...]:
@@ -231,7 +232,7 @@ def _boolq() -> tuple[QARecord, ...]:
             "boolq",
             _boolq_question(row["question"]),
             (YES_NO[0] if row["answer"] else YES_NO[1],),
-            context=str(row["passage"]).strip() or None,
+            context=_support(row, "passage"),
             kind=AnswerKind.YESNO,
         )
         for row in _read_arrow_dir(_BOOLQ_DIR, ("question", "answer", "passage"))
