@@ -11,6 +11,11 @@ change can be re-measured on the very same text (``--rescore``) without a server
     .venv/bin/python -m benchmarks.choice_prompt --base-url http://127.0.0.1:8021/v1 --limit 25 \\
         --label dev-2026-12-02
     .venv/bin/python -m benchmarks.choice_prompt --rescore benchmarks/results/choice_prompt_dev-2026-12-02.json
+    .venv/bin/python -m benchmarks.choice_prompt --tasks sciq_mc,sciq_mc+passage --instructions current \\
+        --limit 40 --label passage-dev-2026-12-04
+
+A task may carry the build's ``+passage`` suffix (the record's passage shown above the question,
+exactly as ``build-data`` and ``eval`` render it).
 
 Writes benchmarks/results/choice_prompt_<label>.json and .md.
 """
@@ -26,6 +31,7 @@ from typing import Any
 
 from benchmarks.common import finish, greedy_answers, stamp
 from finece_guard.data.checkers import extract_choice
+from finece_guard.data.construction import TaskSpec
 from finece_guard.data.loaders import load_task
 from finece_guard.data.records import CHOICE_INSTRUCTION, LETTERS, QARecord
 from finece_guard.errors import ConfigError
@@ -52,9 +58,10 @@ def _letters(record: QARecord) -> str:
     return ", ".join(labels[:-1]) + f" or {labels[-1]}"
 
 
-def render(record: QARecord, instruction: str) -> str:
-    """The record's prompt with its last line (the task instruction) replaced by ``instruction``."""
-    head, last = record.prompt().rsplit("\n", 1)
+def render(record: QARecord, instruction: str, *, with_context: bool = False) -> str:
+    """The record's prompt (its passage first when ``with_context``) with its last line (the task
+    instruction) replaced by ``instruction``."""
+    head, last = record.prompt(with_context=with_context).rsplit("\n", 1)
     if last != CHOICE_INSTRUCTION:  # a check that `python -O` must not drop
         raise ConfigError(
             f"{record.id}: the prompt no longer ends with the choice instruction ({last!r}); "
@@ -63,25 +70,47 @@ def render(record: QARecord, instruction: str) -> str:
     return f"{head}\n{instruction.format(letters=_letters(record))}"
 
 
-async def _answers(base_url: str, records: list[QARecord], names: list[str], concurrency: int) -> list[dict[str, Any]]:
-    jobs = [(r, n) for n in names for r in records]
-    texts = await greedy_answers(base_url, [render(r, INSTRUCTIONS[n]) for r, n in jobs], concurrency)
-    return [{"id": r.id, "task": r.task, "instruction": n, "answer": t} for (r, n), t in zip(jobs, texts, strict=True)]
+def _key(task: str, record_id: str) -> str:
+    """One record under one task spec (``sciq_mc`` and ``sciq_mc+passage`` share record ids)."""
+    return f"{task}|{record_id}"
+
+
+def _load(tasks: list[str], limit: int) -> dict[str, tuple[TaskSpec, QARecord]]:
+    out: dict[str, tuple[TaskSpec, QARecord]] = {}
+    for task in tasks:
+        spec = TaskSpec.parse(task)
+        records = load_task(spec.task, partition="dev")
+        if spec.with_context:
+            records = [r for r in records if r.context]
+        out |= {_key(str(spec), r.id): (spec, r) for r in records[:limit]}
+    return out
+
+
+async def _answers(
+    base_url: str, records: dict[str, tuple[TaskSpec, QARecord]], names: list[str], concurrency: int
+) -> list[dict[str, Any]]:
+    jobs = [(s, r, n) for n in names for s, r in records.values()]
+    prompts = [render(r, INSTRUCTIONS[n], with_context=s.with_context) for s, r, n in jobs]
+    texts = await greedy_answers(base_url, prompts, concurrency)
+    return [
+        {"id": r.id, "task": str(s), "instruction": n, "answer": t} for (s, r, n), t in zip(jobs, texts, strict=True)
+    ]
 
 
 def _table(answers: list[dict[str, Any]], records: dict[str, QARecord]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Accuracy, unreadable and placeholder shares per instruction and task; ``records`` by :func:`_key`."""
     rows: list[dict[str, Any]] = []
     for name in dict.fromkeys(a["instruction"] for a in answers):
         for task in [*dict.fromkeys(a["task"] for a in answers), "pooled"]:
             mine = [a for a in answers if a["instruction"] == name and task in ("pooled", a["task"])]
-            picks = [extract_choice(a["answer"], records[a["id"]].choices) for a in mine]
+            golds = [records[_key(a["task"], a["id"])] for a in mine]
+            picks = [extract_choice(a["answer"], r.choices) for a, r in zip(mine, golds, strict=True)]
             rows.append(
                 {
                     "instruction": name,
                     "task": task,
                     "n": len(mine),
-                    "accuracy": sum(p == records[a["id"]].gold_index for p, a in zip(picks, mine, strict=True))
-                    / len(mine),
+                    "accuracy": sum(p == r.gold_index for p, r in zip(picks, golds, strict=True)) / len(mine),
                     "unreadable": sum(p is None for p in picks) / len(mine),
                     "placeholder": sum(bool(PLACEHOLDER.search(a["answer"])) for a in mine) / len(mine),
                 }
@@ -111,15 +140,15 @@ def main(argv: list[str] | None = None) -> None:
         label = f"{args.rescore.stem.removeprefix('choice_prompt_')}-rescored"
     else:
         tasks, meta, label = args.tasks.split(","), stamp(args.base_url), args.label
-    records = {r.id: r for task in tasks for r in load_task(task, partition="dev", limit=args.limit)}
+    specs = _load(tasks, args.limit)
     if not args.rescore:
         names = args.instructions.split(",")
-        answers = asyncio.run(_answers(args.base_url, list(records.values()), names, args.concurrency))
-    rows, md = _table(answers, records)
+        answers = asyncio.run(_answers(args.base_url, specs, names, args.concurrency))
+    rows, md = _table(answers, {key: record for key, (_, record) in specs.items()})
     head = [
         f"# Multiple-choice instruction vs checkable answers ({label})",
         "",
-        f"{meta['date']}, {meta['machine']}; dev partition, greedy, {len(records)} questions of "
+        f"{meta['date']}, {meta['machine']}; dev partition, greedy, {len(specs)} questions of "
         f"{', '.join(tasks)}; instructions:",
         "",
     ]

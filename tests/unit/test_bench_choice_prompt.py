@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.choice_prompt import INSTRUCTIONS, _table, render
+from benchmarks.choice_prompt import INSTRUCTIONS, _key, _load, _table, render
 from finece_guard.data.loaders import load_task
 from finece_guard.data.records import CHOICE_INSTRUCTION, LETTERS
 
@@ -21,9 +21,10 @@ def test_render_replaces_only_the_instruction_line() -> None:
 
 
 def test_table_counts_accuracy_unreadable_and_copied_placeholders() -> None:
-    records = {r.id: r for r in load_task("arc_easy", partition="dev", limit=4)}
-    ids = list(records)
-    gold = [records[i].answers[0] for i in ids]
+    loaded = load_task("arc_easy", partition="dev", limit=4)
+    records = {_key("arc_easy", r.id): r for r in loaded}
+    ids = [r.id for r in loaded]
+    gold = [r.answers[0] for r in loaded]
     wrong = [next(x for x in "ABCD" if x != g) for g in gold]
     texts = [f"Answer: {gold[0]}", f"Answer: {wrong[1]}", "Answer: <letter>", "Nothing here."]
     answers = [
@@ -45,3 +46,15 @@ def test_render_refuses_a_prompt_whose_last_line_is_not_the_choice_instruction()
     assert not record.prompt().endswith(CHOICE_INSTRUCTION)
     with pytest.raises(ConfigError, match="choice instruction"):
         render(record, INSTRUCTIONS["current"])
+
+
+def test_passage_spec_shows_the_passage_and_keeps_the_plain_task_apart() -> None:
+    specs = _load(["sciq_mc", "sciq_mc+passage"], 3)
+    plain = [r for key, (s, r) in specs.items() if key.startswith("sciq_mc|")]
+    shown = [(s, r) for key, (s, r) in specs.items() if key.startswith("sciq_mc+passage|")]
+    assert len(plain) == 3 and len(shown) == 3  # same record ids under two specs: none overwritten
+    spec, record = shown[0]
+    assert spec.with_context and record.context
+    prompt = render(record, INSTRUCTIONS["current"], with_context=spec.with_context)
+    assert prompt == record.prompt(with_context=True) and record.context in prompt
+    assert record.context not in render(record, INSTRUCTIONS["current"])
