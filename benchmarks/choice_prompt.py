@@ -32,7 +32,6 @@ from typing import Any
 from benchmarks.common import finish, greedy_answers, stamp
 from finece_guard.data.checkers import extract_choice
 from finece_guard.data.construction import TaskSpec
-from finece_guard.data.loaders import load_task
 from finece_guard.data.records import CHOICE_INSTRUCTION, LETTERS, QARecord
 from finece_guard.errors import ConfigError
 
@@ -79,10 +78,7 @@ def _load(tasks: list[str], limit: int) -> dict[str, tuple[TaskSpec, QARecord]]:
     out: dict[str, tuple[TaskSpec, QARecord]] = {}
     for task in tasks:
         spec = TaskSpec.parse(task)
-        records = load_task(spec.task, partition="dev")
-        if spec.with_context:
-            records = [r for r in records if r.context]
-        out |= {_key(str(spec), r.id): (spec, r) for r in records[:limit]}
+        out |= {_key(str(spec), r.id): (spec, r) for r in spec.records("dev")[:limit]}
     return out
 
 

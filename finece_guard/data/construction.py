@@ -90,6 +90,16 @@ class TaskSpec:
     def __str__(self) -> str:
         return self.task + (PASSAGE_SUFFIX if self.with_context else "")
 
+    def records(self, partition: str) -> list[QARecord]:
+        """The task's records in ``partition``, in file order; only those with a passage when it is shown."""
+        records = load_task(self.task, partition=partition)
+        if not self.with_context:
+            return records
+        shown = [r for r in records if r.context]
+        if not shown:
+            raise ConfigError(f"task {self.task!r} has no passages; drop {PASSAGE_SUFFIX!r}")
+        return shown
+
 
 @dataclass(frozen=True)
 class ConstructionConfig:
@@ -258,12 +268,7 @@ def select_questions(
     smaller one's selection, so a run can be resumed with more questions."""
     per_task: list[list[tuple[TaskSpec, QARecord]]] = []
     for spec in specs:
-        records = load_task(spec.task, partition=partition)
-        if spec.with_context:
-            records = [r for r in records if r.context]
-            if not records:
-                raise ConfigError(f"task {spec.task!r} has no passages; drop {PASSAGE_SUFFIX!r}")
-        order = list(records)
+        order = spec.records(partition)
         random.Random(f"{seed}:{spec}").shuffle(order)
         per_task.append([(spec, r) for r in order[:limit]])
     out: list[tuple[TaskSpec, QARecord]] = []

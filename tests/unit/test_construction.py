@@ -704,3 +704,11 @@ def test_an_unexpected_error_leaves_no_question_running(tmp_path: Path) -> None:
     sampler = run(main())
     assert {c.question for c in sampler.calls} == {qs[0][1].prompt()}
     assert out.read_bytes() == b""
+
+
+def test_a_passage_spec_keeps_only_records_with_a_passage_and_refuses_a_task_without_any() -> None:
+    shown = TaskSpec("sciq", True).records("dev")
+    assert shown and all(r.context for r in shown)
+    assert len(shown) < len(TaskSpec("sciq").records("dev"))  # some SciQ rows have no passage
+    with pytest.raises(ConfigError, match="has no passages; drop '\\+passage'"):
+        TaskSpec("arc_easy", True).records("dev")
