@@ -279,6 +279,9 @@ def main() -> None:
     if args.payloads:
         prefixes = tuple(x.strip() for x in args.payloads.split(",") if x.strip())
         chosen = tuple(p for p in PAYLOADS if p.name.startswith(prefixes))
+        if not chosen:
+            names = sorted({p.name.split("@")[0] for p in PAYLOADS})
+            ap.error(f"--payloads {args.payloads!r} matches no payload name; names start with: {', '.join(names)}")
     result = asyncio.run(
         run(args.base_url, args.model, args.generator_model, args.n, args.concurrency, not args.no_filter, chosen)
     )

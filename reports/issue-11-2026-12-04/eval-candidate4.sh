@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Dev-first selection of the fourth candidate (2026-12-04): one server with the shipped adapter ("finece")
+# and the candidate ("cand"); the shipped adapter's scores of the eval answers (the committed
+# ../issue-11-2026-12-03b/records-{dev,test}.rescored-cand2.jsonl.gz: dev 354 answers, test 250) are
+# re-scored by the candidate on the same answers, then FineCE+ is refit on the candidate's dev scores.
+# Usage: eval-candidate4.sh [ADAPTER_DIR] [WAIT_PID]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ADAPTER=${1:-/work/main/runs/train-2026-12-04/adapter}
+WAIT_PID=${2:-}
+OUT=runs/cand4-2026-12-04
+mkdir -p "$OUT"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+if [[ -n "$WAIT_PID" ]]; then while kill -0 "$WAIT_PID" 2>/dev/null; do sleep 20; done; fi
+test -f "$ADAPTER/adapter_model.safetensors" || { echo "no adapter in $ADAPTER" >&2; exit 1; }
+for p in dev test; do
+  test -f "$OUT/records-$p.jsonl" || gunzip -c "reports/issue-11-2026-12-03b/records-$p.rescored-cand2.jsonl.gz" >"$OUT/records-$p.jsonl"
+done
+CAND="$ADAPTER" bash reports/issue-11-2026-12-02/serve.sh >"$OUT/serve.log" 2>&1 &
+SERVER=$!
+echo "$SERVER" >"$OUT/serve.pid"
+trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EXIT
+for _ in $(seq 120); do curl -sf http://127.0.0.1:8021/v1/models >/dev/null && break; sleep 5; done
+curl -sf http://127.0.0.1:8021/v1/models >/dev/null || { echo "server did not start" >&2; exit 1; }
+for p in dev test; do
+  .venv/bin/python -m benchmarks.rescore_same_answers "$OUT/records-$p.jsonl" --base-url http://127.0.0.1:8021/v1 \
+    --reference cand --strategy periodic:32 --label "default-vs-cand4-2026-12-04-$p"
+done
+.venv/bin/python -m benchmarks.fusion_fit --dev "$OUT/records-dev.rescored-cand.jsonl" \
+  --test "$OUT/records-test.rescored-cand.jsonl" --strategy periodic:32 --label cand4-2026-12-04-dev354
