@@ -24,6 +24,10 @@ accuracy points).
     .venv/bin/python -m benchmarks.gating_curve --base-url http://127.0.0.1:8021/v1 --model cand \\
         --n 150 --label cand-2026-12-02 [--model cand,finece] [--fusion ADAPTER_DIR_OR_JSON]
 
+``--from-json FILE`` reuses an earlier run's answers and scores; with ``--rescore-missing`` the ``--model``
+adapters the file lacks score those same answers on ``--base-url`` (a new adapter against the old ones
+without generating again).
+
 Writes benchmarks/results/gating_curve_<label>.json, .md and .png (matplotlib, if installed).
 """
 
@@ -82,11 +86,15 @@ async def _one(
         "answer": plain, "answer_with_passage": with_passage,
         "logprobs": [t.logprob for t in tokens], "tokens": [t.text for t in tokens],
     }  # fmt: skip
+    await _score_row(row, question, scorers)
+    return row
+
+
+async def _score_row(row: dict[str, Any], question: str, scorers: dict[str, OpenAICompatScorer]) -> None:
+    """Each scorer's FineCE of the question alone and of the passage-less answer ``row["answer"]``, into ``row``."""
     for name, scorer in scorers.items():
         row[f"fine_ce_question[{name}]"] = (await scorer.ascore(question, None, CheckpointKind.QUESTION)).value
-        full = (await scorer.ascore(question, plain, CheckpointKind.FINAL)).value
-        row[f"fine_ce_full[{name}]"] = full
-    return row
+        row[f"fine_ce_full[{name}]"] = (await scorer.ascore(question, row["answer"], CheckpointKind.FINAL)).value
 
 
 def accuracy_at(signal: np.ndarray, plain: np.ndarray, passage: np.ndarray, rate: float) -> float:
@@ -187,6 +195,30 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+async def rescore_rows(rows: list[dict[str, Any]], base_url: str, models: Sequence[str], concurrency: int) -> None:
+    """Score the saved answers of ``rows`` (an earlier result file's) with the scorer ``models`` too, in place.
+
+    A new adapter is then compared with the earlier ones on the very same answers (greedy answers can
+    change with what the server batches beside them)."""
+    prompts = {r.id: r.prompt() for r in load_task("sciq", partition="test") if r.context}
+    unknown = [row["id"] for row in rows if row["id"] not in prompts]
+    if unknown:
+        raise SystemExit(f"saved rows {unknown[:3]} are not SciQ test questions with a passage; re-run without "
+                         "--from-json")  # fmt: skip
+    scorers = {m: OpenAICompatScorer(base_url, model=m, timeout_s=300, max_concurrency=concurrency) for m in models}
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(row: dict[str, Any]) -> None:
+        async with sem:
+            await _score_row(row, prompts[row["id"]], scorers)
+
+    try:
+        await asyncio.gather(*(one(row) for row in rows))
+    finally:
+        for scorer in scorers.values():
+            await scorer.aclose()
+
+
 def scorer_models(arg: str | None, saved: dict[str, Any] | None) -> str:
     """The ``--model`` list: as given, else the one an earlier result file (``--from-json``) was scored with."""
     if arg:
@@ -205,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--fusion", type=Path)
     ap.add_argument("--label", required=True)
     ap.add_argument("--from-json", type=Path, help="reuse the answers and scores of an earlier result file")
+    ap.add_argument("--rescore-missing", action="store_true",
+                    help="with --from-json: score its saved answers with the --model adapters it lacks")  # fmt: skip
     args = ap.parse_args(argv)
     saved = json.loads(args.from_json.read_text()) if args.from_json is not None else None
     args.model = scorer_models(args.model, saved)
@@ -212,8 +246,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if saved is not None:  # e.g. to add FineCE+ once a fusion model has been fit
         rows: list[dict[str, Any]] = saved["rows"]
         missing = [m for m in models if f"fine_ce_full[{m}]" not in rows[0]]
+        if missing and not args.rescore_missing:
+            ap.error(f"--model {','.join(missing)}: not in {args.from_json} (it has {saved.get('scorer_model')}); "
+                     "add --rescore-missing to score its answers with them on --base-url")  # fmt: skip
         if missing:
-            ap.error(f"--model {','.join(missing)}: not in {args.from_json} (it has {saved.get('scorer_model')})")
+            asyncio.run(rescore_rows(rows, args.base_url, missing, args.concurrency))
     else:
         rows = asyncio.run(run(args))
     fusion = FusionModel.load(args.fusion) if args.fusion else None

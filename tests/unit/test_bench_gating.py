@@ -59,6 +59,50 @@ def test_from_json_reuses_the_scorer_models_of_the_earlier_file(monkeypatch: pyt
         gc.main([*base, "--model", "finece"])
 
 
+def test_rescore_missing_scores_the_saved_answers_with_the_new_adapter(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:  # fmt: skip
+    import benchmarks.gating_curve as gc
+    from finece_guard.data.loaders import load_task
+    from finece_guard.types import CheckpointKind, Score
+
+    records = [r for r in load_task("sciq", partition="test") if r.context][:40]
+    rows = [{**r, "id": rec.id, "answer": f"answer {i}", "fine_ce_question[finece]": 0.5,
+             "fine_ce_full[finece]": 0.5, "min_token_prob": 0.5, "mean_token_prob": 0.5}
+            for i, (r, rec) in enumerate(zip(_rows(True), records, strict=True))]  # fmt: skip
+    saved = tmp_path / "earlier.json"
+    saved.write_text(json.dumps({"scorer_model": "finece", "rows": rows}))
+    asked: list[tuple[str, str, str | None, CheckpointKind]] = []
+
+    class FakeScorer:  # unit test: records what it was asked, scores the answer's gate signal
+        def __init__(self, base_url: str, *, model: str, **_: Any) -> None:
+            self.model = model
+
+        async def ascore(self, question: str, answer: str | None, kind: CheckpointKind) -> Score:
+            asked.append((self.model, question, answer, kind))
+            if answer is None:
+                return Score(value=0.3, spread=0.0, mass=1.0)
+            return Score(value=float(next(r["gate"] for r in rows if r["answer"] == answer)), spread=0.0, mass=1.0)
+
+        async def aclose(self) -> None:
+            pass
+
+    written: dict[str, Any] = {}
+    monkeypatch.setattr(gc, "OpenAICompatScorer", FakeScorer)
+    monkeypatch.setattr(gc, "finish", lambda name, result, md: written.update(result))
+    base = ["--base-url", "http://127.0.0.1:9/v1", "--from-json", str(saved), "--label", "t",
+            "--model", "cand,finece"]  # fmt: skip
+    with pytest.raises(SystemExit):  # missing adapter without the flag: an error naming the flag
+        gc.main(base)
+    gc.main([*base, "--rescore-missing"])
+    assert {m for m, *_ in asked} == {"cand"} and len(asked) == 2 * len(rows)  # only the missing adapter
+    by_id = {r.id: r.prompt() for r in records}
+    assert all(q == by_id[row["id"]] for row in rows for _, q, a, _ in asked if a == row["answer"])
+    got = written["rows"]
+    gain = gain_at_half(got, "fine_ce_full[cand]", n_boot=50)[0]
+    assert gain == pytest.approx(gain_at_half(got, "gate", n_boot=50)[0]) and gain > 0
+    assert "fine_ce_full[cand]" in written["curves"] and "fine_ce_full[finece]" in written["curves"]
+
+
 def test_perfect_confidence_is_the_expected_accuracy_of_ranking_wrong_answers_first() -> None:
     from itertools import permutations
 
