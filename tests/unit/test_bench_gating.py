@@ -88,6 +88,7 @@ def test_rescore_missing_scores_the_saved_answers_with_the_new_adapter(monkeypat
 
     written: dict[str, Any] = {}
     monkeypatch.setattr(gc, "OpenAICompatScorer", FakeScorer)
+    monkeypatch.setattr(gc, "OUT", tmp_path)
     monkeypatch.setattr(gc, "finish", lambda name, result, md: written.update(result))
     base = ["--base-url", "http://127.0.0.1:9/v1", "--from-json", str(saved), "--label", "t",
             "--model", "cand,finece"]  # fmt: skip
