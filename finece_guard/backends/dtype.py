@@ -11,6 +11,10 @@ expensive. The rule (``dtype="auto"``, the default):
 * any other vLLM (a GPU build, ``FINECE_VLLM_PYTHON`` pointing at the normal ``vllm`` package):
   ``auto``, i.e. vLLM's own choice (the checkpoint's bf16/fp16 on a GPU);
 * an explicit dtype (settings ``dtype`` / ``finece-guard serve --dtype``) is passed through.
+
+bf16 is faster but not reproducible to the digit: on an Intel AMX machine the same scorer prompt
+scored 0.022 apart on its first and its prefix-cached scoring, fp32 identically
+(benchmarks/results/score_noise.md); :func:`reproducibility_note` says so where a server starts.
 """
 
 from __future__ import annotations
@@ -82,3 +86,12 @@ def resolve_dtype(requested: str, python: Path) -> str:
     if requested != "auto":
         return serving_dtype(requested, cpu_build=True, cpuinfo="")
     return serving_dtype(requested, cpu_build=is_cpu_build(python), cpuinfo=read_cpuinfo())
+
+
+def reproducibility_note(served: str) -> str | None:
+    """What a user should know about the scores of a server computing in ``served`` (None: nothing)."""
+    if served not in ("bfloat16", "float16"):
+        return None
+    return (f"{served} scores do not repeat exactly: the same prompt can score about 0.02 apart when it is "
+            "answered from the prefix cache; serve with --dtype float32 where a decision near a threshold "
+            "must repeat")  # fmt: skip

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from finece_guard.backends.dtype import reproducibility_note
 from finece_guard.backends.stack import Stack, resolve_stack
 from finece_guard.backends.vllm_server import VLLMServer, free_port, port_is_free, served_dtype
 from finece_guard.config import FineCESettings
@@ -51,7 +52,11 @@ def announce(stack: Stack, server: VLLMServer) -> None:
     console.print(f"  base URL   [bold]{server.base_url}[/]")
     console.print(f"  generator  model=[bold]{stack.spec.served_name}[/]  ({stack.spec.model_dir})")
     console.print(f"  scorer     model=[bold]{stack.spec.adapter_name}[/]  ({stack.spec.adapter_dir})")
-    console.print(f"  dtype      {served_dtype(stack.spec)}  (requested {stack.spec.dtype!r})")
+    dtype = served_dtype(stack.spec)
+    console.print(f"  dtype      {dtype}  (requested {stack.spec.dtype!r})")
+    note = reproducibility_note(dtype)
+    if note:
+        console.print(f"             [dim]{note}[/]")
     console.print(f"  scheduling {stack.spec.scheduling_policy}")
     if not stack.adapter_trained:
         console.print(

@@ -142,3 +142,12 @@ async def test_generator_sends_a_non_default_priority_only() -> None:
         gen.http = OpenAIHTTP("http://h/v1", transport=httpx.MockTransport(handler))
         await gen.sample_continuations("q?", "", n=1, max_tokens=2)
     assert b'"priority"' not in seen[0] and b'"priority":-5' in seen[1].replace(b" ", b"")
+
+
+def test_a_bf16_server_is_announced_with_its_score_noise_and_fp32_is_not() -> None:
+    from finece_guard.backends.dtype import reproducibility_note
+
+    note = reproducibility_note("bfloat16")
+    assert note is not None and "0.02" in note and "--dtype float32" in note
+    assert reproducibility_note("float16") is not None
+    assert reproducibility_note("float32") is None and reproducibility_note("auto") is None
