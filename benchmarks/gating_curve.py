@@ -48,7 +48,7 @@ from finece_guard.backends.openai_generator import OpenAICompatGenerator, questi
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
 from finece_guard.config import DEFAULT_GENERATOR
 from finece_guard.data.checkers import is_correct
-from finece_guard.data.loaders import load_task
+from finece_guard.data.construction import TaskSpec
 from finece_guard.data.records import QARecord
 from finece_guard.errors import MetricError
 from finece_guard.evaluation.baselines import mean_token_prob, min_token_prob
@@ -56,6 +56,7 @@ from finece_guard.types import CheckpointKind, TokenEvent
 
 RATES = tuple(round(0.05 * i, 2) for i in range(21))
 MAX_TOKENS = 96
+TIMEOUT_S = 300.0
 
 
 async def _answer(generator: OpenAICompatGenerator, prompt: str) -> tuple[str, list[TokenEvent]]:
@@ -172,14 +173,20 @@ def _plot(curve: dict[str, list[float]], path: Path, title: str) -> bool:
     return True
 
 
+def _records() -> list[QARecord]:
+    """The SciQ test questions that have a support passage, in file order (the curve's questions)."""
+    return TaskSpec("sciq", with_context=True).records("test")
+
+
+def _scorers(base_url: str, models: Sequence[str], concurrency: int) -> dict[str, OpenAICompatScorer]:
+    return {m: OpenAICompatScorer(base_url, model=m, timeout_s=TIMEOUT_S, max_concurrency=concurrency) for m in models}
+
+
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    records = [r for r in load_task("sciq", partition="test") if r.context][: args.n]
-    generator = OpenAICompatGenerator(args.base_url, model=args.generator, timeout_s=300,
+    records = _records()[: args.n]
+    generator = OpenAICompatGenerator(args.base_url, model=args.generator, timeout_s=TIMEOUT_S,
                                       max_concurrency=args.concurrency)  # fmt: skip
-    scorers = {
-        m: OpenAICompatScorer(args.base_url, model=m, timeout_s=300, max_concurrency=args.concurrency)
-        for m in args.model.split(",")
-    }
+    scorers = _scorers(args.base_url, args.model.split(","), args.concurrency)
     sem = asyncio.Semaphore(args.concurrency)
 
     async def guarded(r: QARecord) -> dict[str, Any]:
@@ -200,12 +207,12 @@ async def rescore_rows(rows: list[dict[str, Any]], base_url: str, models: Sequen
 
     A new adapter is then compared with the earlier ones on the very same answers (greedy answers can
     change with what the server batches beside them)."""
-    prompts = {r.id: r.prompt() for r in load_task("sciq", partition="test") if r.context}
+    prompts = {r.id: r.prompt() for r in _records()}
     unknown = [row["id"] for row in rows if row["id"] not in prompts]
     if unknown:
         raise SystemExit(f"saved rows {unknown[:3]} are not SciQ test questions with a passage; re-run without "
                          "--from-json")  # fmt: skip
-    scorers = {m: OpenAICompatScorer(base_url, model=m, timeout_s=300, max_concurrency=concurrency) for m in models}
+    scorers = _scorers(base_url, models, concurrency)
     sem = asyncio.Semaphore(concurrency)
 
     async def one(row: dict[str, Any]) -> None:

@@ -76,11 +76,8 @@ async def _measure(base_url: str) -> dict[str, Any]:
 
         ref = await one_by_one()
         repeat = await one_by_one()
-        batched = []
-        for got in await scorer.ascore_many(states):
-            if isinstance(got, BaseException):
-                raise got
-            batched.append(got.value)
+        # raises on a failed score (return_exceptions is off), so every item is a Score
+        batched = [s.value for s in await scorer.ascore_many(states)]  # type: ignore[union-attr]
         stream = asyncio.create_task(_greedy(gen))
         try:
             await asyncio.sleep(0.5)
