@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fourth candidate (prepared 2026-12-04, not yet run): the shipped default adapter warm-started on all
+# The fourth candidate (ran 2026-12-04 21:25-23:20 UTC with MINUTES=85; README.md here has its results): the shipped default adapter warm-started on all
 # 2,003 questions of the committed build (data_builds/smollm2-2026-12-01, sha256 below; 1,316 questions the
 # default never saw, ARC-Challenge and CSQA among them), half a forged twin per answer state from the varied
 # payload set, a 900-step schedule (about 95 minutes of steps at 6.4 s/step on 2 cores; --max-minutes stops it
@@ -9,13 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-DATA=runs/train-2026-12-04/train-2003.jsonl
+# RUN, INIT, OUT, SEED, MINUTES: overridable for a continuation (train-candidate5.sh); defaults as it ran
+RUN=${RUN:-runs/train-2026-12-04}
+DATA=$RUN/train-2003.jsonl
 mkdir -p "$(dirname "$DATA")"
 gunzip -c data_builds/smollm2-2026-12-01/train.jsonl.gz | head -n 2003 >"$DATA"
 echo "51c5b6936938fc0fa759ee5dceb39942c482c0e9f1932b8b0c8c59882a4ae937  $DATA" | sha256sum -c -
-INIT_COPY=runs/train-2026-12-04/init-default
+INIT_COPY=$RUN/init-default
 rm -rf "$INIT_COPY" && cp -r "${INIT:-finece_guard/adapters_data/SmolLM2-135M-Instruct}" "$INIT_COPY"
-.venv/bin/finece-guard train "$DATA" --out "${OUT:-runs/train-2026-12-04/adapter}" \
+.venv/bin/finece-guard train "$DATA" --out "${OUT:-$RUN/adapter}" \
   --init-adapter "$INIT_COPY" --forgery-rate 0.5 --forgery-set varied \
   --dev-fraction 0.06 --epochs 2 --max-steps 900 --max-minutes "${MINUTES:-100}" --lr 1e-4 --batch-size 8 \
-  --max-length 384 --group-by-length --bf16 --seed 3
+  --max-length 384 --group-by-length --bf16 --seed "${SEED:-3}"

@@ -1,22 +1,8 @@
 #!/usr/bin/env bash
-# The fifth candidate (prepared 2026-12-04 23:40, not yet run): the fourth candidate (candidate4-adapter/, 0.20 epoch,
-# not shipped: dev interval contained 0) warm-started again on all
-# 2,003 questions of the committed build (data_builds/smollm2-2026-12-01, sha256 below; 1,316 questions the
-# default never saw, ARC-Challenge and CSQA among them), half a forged twin per answer state from the varied
-# payload set, a 900-step schedule (about 95 minutes of steps at 6.4 s/step on 2 cores; --max-minutes stops it
-# earlier and still writes the adapter; the trainer first spends 10-17 min on its dev metrics), seed 4. --dev-fraction 0.06 as for the third candidate: the trainer's
-# dev questions never include one the default trained on. No server may run meanwhile. Selection rule:
-# README.md in this folder (written before this candidate exists).
+# The fifth candidate (prepared 2026-12-04 23:40, not yet run): the fourth candidate (candidate4-adapter/, 0.20
+# epoch, not shipped: its dev intervals contained 0) warm-started again, with everything else as for the fourth
+# (train-candidate4.sh: all 2,003 questions sha-checked, 900-step schedule, --max-minutes ${MINUTES:-100}), seed 4.
+# The trainer first spends 10-17 min on its dev metrics; no server may run meanwhile. Selection rule: README.md here.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-DATA=runs/train-2026-12-05/train-2003.jsonl
-mkdir -p "$(dirname "$DATA")"
-gunzip -c data_builds/smollm2-2026-12-01/train.jsonl.gz | head -n 2003 >"$DATA"
-echo "51c5b6936938fc0fa759ee5dceb39942c482c0e9f1932b8b0c8c59882a4ae937  $DATA" | sha256sum -c -
-INIT_COPY=runs/train-2026-12-05/init-default
-rm -rf "$INIT_COPY" && cp -r "${INIT:-reports/issue-11-2026-12-04/candidate4-adapter}" "$INIT_COPY"
-.venv/bin/finece-guard train "$DATA" --out "${OUT:-runs/train-2026-12-05/adapter}" \
-  --init-adapter "$INIT_COPY" --forgery-rate 0.5 --forgery-set varied \
-  --dev-fraction 0.06 --epochs 2 --max-steps 900 --max-minutes "${MINUTES:-100}" --lr 1e-4 --batch-size 8 \
-  --max-length 384 --group-by-length --bf16 --seed 4
+cd "$(dirname "$0")"
+RUN=runs/train-2026-12-05 INIT=reports/issue-11-2026-12-04/candidate4-adapter SEED=4 exec bash train-candidate4.sh
