@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Dev-first selection of the fourth candidate (2026-12-04): one server (bf16, as the reference scores were) with
-# the shipped adapter ("finece") and the candidate ("cand4"); the shipped adapter's scores of the eval answers
+# the shipped adapter ("finece") and the candidate ("$NAME", default cand4); the shipped adapter's scores of the eval answers
 # (the committed ../issue-11-2026-12-03b/records-{dev,test}.rescored-cand2.jsonl.gz: dev 354 answers, test 250)
 # are re-scored by the candidate on the same answers; then the gating curve's 150 saved SciQ answers
 # (benchmarks/results/gating_curve_default-2026-12-03.json) are scored by the candidate too, and FineCE+ is
-# refit on the candidate's dev scores. Usage: eval-candidate4.sh [ADAPTER_DIR] [WAIT_PID]
+# refit on the candidate's dev scores. Usage: [NAME=cand4] [DAY=2026-12-04] eval-candidate4.sh [ADAPTER_DIR] [WAIT_PID]
+# (a later candidate: NAME=cand5 DAY=<its day> eval-candidate4.sh runs/train-2026-12-05/adapter)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ADAPTER=${1:-/work/main/runs/train-2026-12-04/adapter}
 WAIT_PID=${2:-}
-OUT=runs/cand4-2026-12-04
+NAME=${NAME:-cand4}
+DAY=${DAY:-2026-12-04}
+OUT=runs/$NAME-$DAY
 URL=http://127.0.0.1:8021/v1
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -18,7 +21,7 @@ test -f "$ADAPTER/adapter_model.safetensors" || { echo "no adapter in $ADAPTER" 
 for p in dev test; do
   test -f "$OUT/records-$p.jsonl" || gunzip -c "reports/issue-11-2026-12-03b/records-$p.rescored-cand2.jsonl.gz" >"$OUT/records-$p.jsonl"
 done
-CAND="$ADAPTER" CAND_NAME=cand4 bash reports/issue-11-2026-12-02/serve.sh >"$OUT/serve.log" 2>&1 &
+CAND="$ADAPTER" CAND_NAME="$NAME" bash reports/issue-11-2026-12-02/serve.sh >"$OUT/serve.log" 2>&1 &
 SERVER=$!
 echo "$SERVER" >"$OUT/serve.pid"
 trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EXIT
@@ -26,10 +29,10 @@ for _ in $(seq 120); do curl -sf "$URL/models" >/dev/null && break; sleep 5; don
 curl -sf "$URL/models" >/dev/null || { echo "server did not start" >&2; exit 1; }
 for p in dev test; do
   .venv/bin/python -m benchmarks.rescore_same_answers "$OUT/records-$p.jsonl" --base-url "$URL" \
-    --reference cand4 --strategy periodic:32 --label "default-vs-cand4-2026-12-04-$p"
+    --reference "$NAME" --strategy periodic:32 --label "default-vs-$NAME-$DAY-$p"
 done
 .venv/bin/python -m benchmarks.gating_curve --base-url "$URL" --from-json benchmarks/results/gating_curve_default-2026-12-03.json \
-  --rescore-missing --model finece,cand4 --label default-vs-cand4-2026-12-04
+  --rescore-missing --model "finece,$NAME" --label "default-vs-$NAME-$DAY"
 kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; trap - EXIT
-.venv/bin/python -m benchmarks.fusion_fit --dev "$OUT/records-dev.rescored-cand4.jsonl" \
-  --test "$OUT/records-test.rescored-cand4.jsonl" --strategy periodic:32 --label cand4-2026-12-04-dev354
+.venv/bin/python -m benchmarks.fusion_fit --dev "$OUT/records-dev.rescored-$NAME.jsonl" \
+  --test "$OUT/records-test.rescored-$NAME.jsonl" --strategy periodic:32 --label "$NAME-$DAY-dev354"
