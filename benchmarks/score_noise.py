@@ -77,7 +77,7 @@ async def _measure(base_url: str) -> dict[str, Any]:
         ref = await one_by_one()
         repeat = await one_by_one()
         # raises on a failed score (return_exceptions is off), so every item is a Score
-        batched = [s.value for s in await scorer.ascore_many(states)]  # type: ignore[union-attr]
+        batched = [s.value for s in await scorer.ascore_many(states)]
         stream = asyncio.create_task(_greedy(gen))
         try:
             await asyncio.sleep(0.5)

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Literal, overload
 
 from finece_guard.backends.fusion import FusionModel
 from finece_guard.sync_bridge import run_sync
@@ -68,10 +69,24 @@ class BaseScorer(ABC):
     async def ascore(self, question: str, answer: str | None, kind: CheckpointKind) -> Score:
         """Score one state."""
 
+    @overload
+    async def ascore_many(
+        self, requests: Sequence[ScoreRequest], *, return_exceptions: Literal[False] = ...
+    ) -> list[Score]: ...
+
+    @overload
+    async def ascore_many(
+        self, requests: Sequence[ScoreRequest], *, return_exceptions: bool
+    ) -> list[Score | BaseException]: ...
+
     async def ascore_many(
         self, requests: Sequence[ScoreRequest], *, return_exceptions: bool = False
-    ) -> list[Score | BaseException]:
-        """Score many states concurrently (at most ``max_concurrency`` in flight), in order."""
+    ) -> list[Score] | list[Score | BaseException]:
+        """Score many states concurrently (at most ``max_concurrency`` in flight), in order.
+
+        A failed state raises unless ``return_exceptions``, where its exception takes its place
+        (the return type says which: ``list[Score]`` without it).
+        """
         sem = asyncio.Semaphore(self.max_concurrency)
 
         async def one(req: ScoreRequest) -> Score:
@@ -85,8 +100,18 @@ class BaseScorer(ABC):
         """Sync wrapper of :meth:`ascore` (not for use inside an event loop)."""
         return run_sync(self.ascore(question, answer, kind))
 
+    @overload
+    def score_many(
+        self, requests: Sequence[ScoreRequest], *, return_exceptions: Literal[False] = ...
+    ) -> list[Score]: ...
+
+    @overload
+    def score_many(
+        self, requests: Sequence[ScoreRequest], *, return_exceptions: bool
+    ) -> list[Score | BaseException]: ...
+
     def score_many(
         self, requests: Sequence[ScoreRequest], *, return_exceptions: bool = False
-    ) -> list[Score | BaseException]:
+    ) -> list[Score] | list[Score | BaseException]:
         """Sync wrapper of :meth:`ascore_many`."""
         return run_sync(self.ascore_many(requests, return_exceptions=return_exceptions))

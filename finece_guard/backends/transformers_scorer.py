@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from finece_guard.backends.base import BaseScorer, ScoreMap, ScoreRequest, recalibrated
 from finece_guard.config import setting_default
@@ -101,9 +101,19 @@ class TransformersScorer(BaseScorer):
                     )
         return out
 
+    @overload
+    async def ascore_many(
+        self, requests: Sequence[ScoreRequest], *, return_exceptions: Literal[False] = ...
+    ) -> list[Score]: ...
+
+    @overload
+    async def ascore_many(
+        self, requests: Sequence[ScoreRequest], *, return_exceptions: bool
+    ) -> list[Score | BaseException]: ...
+
     async def ascore_many(
         self, requests: Sequence[ScoreRequest], *, return_exceptions: bool = False
-    ) -> list[Score | BaseException]:
+    ) -> list[Score] | list[Score | BaseException]:
         t0 = time.perf_counter()
         rendered = [self._render(*r) for r in requests]
         prompts = [text for text, _ in rendered]
@@ -123,5 +133,4 @@ class TransformersScorer(BaseScorer):
 
     async def ascore(self, question: str, answer: str | None, kind: CheckpointKind) -> Score:
         (result,) = await self.ascore_many([(question, answer, kind)])
-        assert isinstance(result, Score)
         return result
