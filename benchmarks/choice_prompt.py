@@ -17,6 +17,14 @@ change can be re-measured on the very same text (``--rescore``) without a server
 A task may carry the build's ``+passage`` suffix (the record's passage shown above the question,
 exactly as ``build-data`` and ``eval`` render it).
 
+``--commit`` adds a second stage to every answer the checker cannot read: the same conversation
+continued with ``COMMIT_PREFIX`` and one option letter chosen by the server under a
+``structured_outputs`` choice constraint (one short request; the free answer is kept as it was).
+The table then reports the two-stage answers as instruction ``<name>+commit`` beside the free ones.
+
+    .venv/bin/python -m benchmarks.choice_prompt --tasks sciq_mc,arc_easy,csqa --instructions current \
+        --limit 40 --commit --label commit-dev-2026-12-05
+
 Writes benchmarks/results/choice_prompt_<label>.json and .md.
 """
 
@@ -30,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import finish, greedy_answers, stamp
+from finece_guard.backends.openai_generator import OpenAICompatGenerator, question_messages
+from finece_guard.config import DEFAULT_GENERATOR
 from finece_guard.data.checkers import extract_choice
 from finece_guard.data.construction import TaskSpec
 from finece_guard.data.records import CHOICE_INSTRUCTION, LETTERS, QARecord
@@ -49,6 +59,8 @@ INSTRUCTIONS: dict[str, str] = {
     "letter-only": "Reply with 'Answer: ' followed by the letter of the correct option ({letters}) and nothing else.",
 }
 TASKS = ("arc_easy", "sciq_mc", "arc_challenge")
+#: what the second stage of ``--commit`` appends to an unreadable answer before the constrained letter
+COMMIT_PREFIX = "\nAnswer: "
 PLACEHOLDER = re.compile(r"<\s*letter\s*>|\bAnswer:\s*X\b", re.IGNORECASE)
 
 
@@ -93,6 +105,41 @@ async def _answers(
     ]
 
 
+async def _commit(
+    base_url: str, answers: list[dict[str, Any]], records: dict[str, tuple[TaskSpec, QARecord]], concurrency: int
+) -> list[dict[str, Any]]:
+    """Each answer again as instruction ``<name>+commit``: unchanged where a choice is readable, else
+    continued with :data:`COMMIT_PREFIX` and one letter the server picks under a choice constraint."""
+    generator = OpenAICompatGenerator(base_url, model=DEFAULT_GENERATOR)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(a: dict[str, Any]) -> dict[str, Any]:
+        spec, record = records[_key(a["task"], a["id"])]
+        out = {**a, "instruction": f"{a['instruction']}+commit", "committed": False}
+        if extract_choice(a["answer"], record.choices) is not None:
+            return out
+        prompt = render(record, INSTRUCTIONS[a["instruction"]], with_context=spec.with_context)
+        prefix = a["answer"].rstrip() + COMMIT_PREFIX
+        payload = {
+            "model": DEFAULT_GENERATOR,
+            "messages": [*question_messages(prompt), {"role": "assistant", "content": prefix}],
+            "continue_final_message": True,
+            "add_generation_prompt": False,
+            "max_tokens": 2,
+            "temperature": 0.0,
+            "structured_outputs": {"choice": list(LETTERS[: len(record.choices)])},
+        }
+        async with gate:
+            body = await generator.http.post_json("/chat/completions", payload)
+        letter = str(body["choices"][0]["message"]["content"] or "").strip()
+        return out | {"answer": prefix + letter, "committed": True}
+
+    try:
+        return list(await asyncio.gather(*(one(a) for a in answers)))
+    finally:
+        await generator.aclose()
+
+
 def _table(answers: list[dict[str, Any]], records: dict[str, QARecord]) -> tuple[list[dict[str, Any]], list[str]]:
     """Accuracy, unreadable and placeholder shares per instruction and task; ``records`` by :func:`_key`."""
     rows: list[dict[str, Any]] = []
@@ -128,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=25, help="dev questions per task")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--label", default="dev")
+    parser.add_argument("--commit", action="store_true", help="add the constrained second stage (see above)")
     parser.add_argument("--rescore", type=Path, help="re-check the answers of an earlier result file (no server)")
     args = parser.parse_args(argv)
     if args.rescore:
@@ -140,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.rescore:
         names = args.instructions.split(",")
         answers = asyncio.run(_answers(args.base_url, specs, names, args.concurrency))
+        if args.commit:
+            answers += asyncio.run(_commit(args.base_url, answers, specs, args.concurrency))
     rows, md = _table(answers, {key: record for key, (_, record) in specs.items()})
     head = [
         f"# Multiple-choice instruction vs checkable answers ({label})",
@@ -148,7 +198,14 @@ def main(argv: list[str] | None = None) -> None:
         f"{', '.join(tasks)}; instructions:",
         "",
     ]
-    head += [f"- `{n}`: {INSTRUCTIONS[n]!r}" for n in dict.fromkeys(a["instruction"] for a in answers)] + [""]
+    named = dict.fromkeys(a["instruction"].removesuffix("+commit") for a in answers)
+    head += [f"- `{n}`: {INSTRUCTIONS[n]!r}" for n in named]
+    if any(a["instruction"].endswith("+commit") for a in answers):
+        head.append(
+            f"- `<name>+commit`: the same answers; each unreadable one continued with {COMMIT_PREFIX!r} and one "
+            "letter under a structured_outputs choice constraint"
+        )
+    head.append("")
     finish(f"choice_prompt_{label}", {"stamp": meta, "tasks": tasks, "rows": rows, "answers": answers}, head + md)
 
 

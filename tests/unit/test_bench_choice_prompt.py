@@ -58,3 +58,19 @@ def test_passage_spec_shows_the_passage_and_keeps_the_plain_task_apart() -> None
     prompt = render(record, INSTRUCTIONS["current"], with_context=spec.with_context)
     assert prompt == record.prompt(with_context=True) and record.context in prompt
     assert record.context not in render(record, INSTRUCTIONS["current"])
+
+
+@pytest.mark.asyncio
+async def test_commit_keeps_readable_answers_without_asking_the_server() -> None:
+    from benchmarks.choice_prompt import _commit
+
+    specs = _load(["arc_easy"], 2)
+    answers = [
+        {"id": r.id, "task": "arc_easy", "instruction": "current", "answer": f"Answer: {r.answers[0]}"}
+        for _, r in specs.values()
+    ]
+    # port 9 (discard) on localhost: any request would fail, so passing means none was made
+    out = await _commit("http://127.0.0.1:9/v1", answers, specs, 2)
+    assert [a["instruction"] for a in out] == ["current+commit"] * 2
+    assert [a["answer"] for a in out] == [a["answer"] for a in answers]
+    assert not any(a["committed"] for a in out)
