@@ -17,9 +17,11 @@ change can be re-measured on the very same text (``--rescore``) without a server
 A task may carry the build's ``+passage`` suffix (the record's passage shown above the question,
 exactly as ``build-data`` and ``eval`` render it).
 
-``--commit`` adds a second stage to every answer the checker cannot read: the same conversation
-continued with ``COMMIT_PREFIX`` and one option letter chosen by the server under a
-``structured_outputs`` choice constraint (one short request; the free answer is kept as it was).
+``--commit`` adds a second stage to every answer the checker cannot read
+(:func:`finece_guard.data.choice_commit.commit_answer`, what ``build-data`` and ``eval`` do with
+``--commit-choices``): the same conversation continued with ``COMMIT_PREFIX`` and one option letter
+chosen by the server under a ``structured_outputs`` choice constraint (one short request; the free
+answer is kept as it was).
 The table then reports the two-stage answers as instruction ``<name>+commit`` beside the free ones.
 
     .venv/bin/python -m benchmarks.choice_prompt --tasks sciq_mc,arc_easy,csqa --instructions current \
@@ -38,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import finish, greedy_answers, stamp
-from finece_guard.backends.openai_generator import OpenAICompatGenerator, question_messages
+from finece_guard.backends.openai_generator import OpenAICompatGenerator
 from finece_guard.config import DEFAULT_GENERATOR
 from finece_guard.data.checkers import extract_choice
+from finece_guard.data.choice_commit import COMMIT_PREFIX, commit_answer, needs_commit
 from finece_guard.data.construction import TaskSpec
 from finece_guard.data.records import CHOICE_INSTRUCTION, LETTERS, QARecord
 from finece_guard.errors import ConfigError
@@ -59,8 +62,6 @@ INSTRUCTIONS: dict[str, str] = {
     "letter-only": "Reply with 'Answer: ' followed by the letter of the correct option ({letters}) and nothing else.",
 }
 TASKS = ("arc_easy", "sciq_mc", "arc_challenge")
-#: what the second stage of ``--commit`` appends to an unreadable answer before the constrained letter
-COMMIT_PREFIX = "\nAnswer: "
 PLACEHOLDER = re.compile(r"<\s*letter\s*>|\bAnswer:\s*X\b", re.IGNORECASE)
 
 
@@ -116,23 +117,12 @@ async def _commit(
     async def one(a: dict[str, Any]) -> dict[str, Any]:
         spec, record = records[_key(a["task"], a["id"])]
         out = {**a, "instruction": f"{a['instruction']}+commit", "committed": False}
-        if extract_choice(a["answer"], record.choices) is not None:
+        if not needs_commit(record, a["answer"]):
             return out
         prompt = render(record, INSTRUCTIONS[a["instruction"]], with_context=spec.with_context)
-        prefix = a["answer"].rstrip() + COMMIT_PREFIX
-        payload = {
-            "model": DEFAULT_GENERATOR,
-            "messages": [*question_messages(prompt), {"role": "assistant", "content": prefix}],
-            "continue_final_message": True,
-            "add_generation_prompt": False,
-            "max_tokens": 2,
-            "temperature": 0.0,
-            "structured_outputs": {"choice": list(LETTERS[: len(record.choices)])},
-        }
         async with gate:
-            body = await generator.http.post_json("/chat/completions", payload)
-        letter = str(body["choices"][0]["message"]["content"] or "").strip()
-        return out | {"answer": prefix + letter, "committed": True}
+            answer = await commit_answer(record, prompt, a["answer"], generator)
+        return out | {"answer": answer, "committed": True}
 
     try:
         return list(await asyncio.gather(*(one(a) for a in answers)))

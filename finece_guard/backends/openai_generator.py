@@ -190,5 +190,33 @@ class OpenAICompatGenerator(FromSettings):
             shown = redact_text(str(body)[:300], self.http.secrets)
             raise BackendError(f"unexpected continuation response: {shown}") from exc
 
+    async def commit_choice(self, question: str, answer: str, letters: Sequence[str]) -> str:
+        """One of ``letters``, greedy, continuing ``answer`` under a ``structured_outputs`` choice
+        constraint (the second stage of :mod:`finece_guard.data.choice_commit`)."""
+        if not letters:
+            raise BackendError("commit_choice needs at least one option letter, e.g. ['A', 'B', 'C', 'D']")
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": [*question_messages(question), {"role": "assistant", "content": answer}],
+            "continue_final_message": True,
+            "add_generation_prompt": False,
+            "max_tokens": 2,
+            "temperature": 0.0,
+            "structured_outputs": {"choice": list(letters)},
+            **self._priority(),
+        }
+        body = await self.http.post_json("/chat/completions", payload)
+        try:
+            letter = str(body["choices"][0]["message"]["content"] or "").strip()
+        except (KeyError, IndexError, TypeError) as exc:
+            shown = redact_text(str(body)[:300], self.http.secrets)
+            raise BackendError(f"unexpected choice response: {shown}") from exc
+        if letter not in letters:
+            raise BackendError(
+                f"the server answered {letter!r} under a choice constraint of {list(letters)}: it ignores "
+                "structured_outputs (vLLM >= 0.11 with a guided-decoding backend, e.g. xgrammar, is needed)"
+            )
+        return letter
+
     async def aclose(self) -> None:
         await self.http.aclose()

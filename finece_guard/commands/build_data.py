@@ -21,6 +21,7 @@ from finece_guard.backends.model_store import ensure_default_model
 from finece_guard.backends.openai_generator import OpenAICompatGenerator
 from finece_guard.commands.common import console, fail, server_for
 from finece_guard.config import load_settings
+from finece_guard.data.choice_commit import ChoiceCommitter
 from finece_guard.data.construction import (
     BuildReport,
     ConstructionConfig,
@@ -67,6 +68,7 @@ async def _run(
     meta: dict[str, object],
     concurrency: int,
     quiet: bool,
+    committer: ChoiceCommitter | None = None,
 ) -> BuildReport:
     from finece_guard.embeddings import MiniLMEmbeddings
 
@@ -93,7 +95,7 @@ async def _run(
 
         return await build_dataset(
             typed, out, sampler=sampler, embedder=embedder, config=config, meta=meta,
-            concurrency=concurrency, on_done=on_done,
+            concurrency=concurrency, on_done=on_done, committer=committer,
         )  # fmt: skip
 
 
@@ -113,6 +115,9 @@ def build_data(
     max_tokens: Annotated[int, typer.Option(min=1, help="answer / continuation length limit")] = 128,
     seed: Annotated[int, typer.Option(help="seed for question selection and per-request sampling")] = 0,
     concurrency: Annotated[int, typer.Option(min=1, help="questions in flight at once")] = 4,
+    commit_choices: Annotated[
+        bool, typer.Option(help="give each unreadable multiple-choice sample a constrained 'Answer: X' line")
+    ] = False,
     backend: Annotated[str, typer.Option(help="vllm (served generator) | transformers (in-process)")] = "vllm",
     base_url: Annotated[str | None, typer.Option(help="existing server, e.g. http://127.0.0.1:8011/v1")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
@@ -130,13 +135,15 @@ def build_data(
             raise ConfigError(f"--backend {backend!r}: use vllm or transformers")
         config = ConstructionConfig(
             k=k, levels=levels, threshold=threshold, max_clusters=max_clusters, temperature=temperature,
-            top_p=top_p, max_tokens=max_tokens, seed=seed,
+            top_p=top_p, max_tokens=max_tokens, seed=seed, commit_choices=commit_choices,
         )  # fmt: skip
         questions = select_questions(specs, partition=partition, limit=limit, seed=seed)
         settings = load_settings()
         meta: dict[str, object] = {"partition": partition, "backend": backend}
         out.parent.mkdir(parents=True, exist_ok=True)
         if backend == "transformers":
+            if commit_choices:
+                raise ConfigError("--commit-choices needs the served generator (structured outputs): --backend vllm")
             from finece_guard.backends.transformers_generator import TransformersGenerator
 
             gen = TransformersGenerator(ensure_default_model(settings.home))
@@ -149,7 +156,9 @@ def build_data(
                 async def served() -> BuildReport:
                     client = OpenAICompatGenerator.from_settings(settings, url)
                     try:
-                        return await _run(list(questions), out, client, config, meta, concurrency, quiet)
+                        return await _run(
+                            list(questions), out, client, config, meta, concurrency, quiet, committer=client
+                        )
                     finally:
                         await client.aclose()
 

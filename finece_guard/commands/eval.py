@@ -148,6 +148,9 @@ def eval_command(
     window: Annotated[int | None, typer.Option(help="BCI window w (default: settings, FINECE_BCI_WINDOW)")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="questions in flight at once")] = 4,
     seed: Annotated[int, typer.Option(help="seed for question selection and sampled requests")] = 0,
+    commit_choices: Annotated[
+        bool, typer.Option(help="give each unreadable multiple-choice answer a constrained 'Answer: X' line")
+    ] = False,
     fit_recalibration: Annotated[bool, typer.Option(help="fit a recalibrator on the dev partition first")] = False,
     recalibration: Annotated[str, typer.Option(help="recalibrator kind: isotonic | platt")] = "isotonic",
     recalibration_out: Annotated[
@@ -204,6 +207,7 @@ def eval_command(
             strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
             alpha=settings.bci_alpha, window=settings.bci_window, sc_n=sc_n,
             lookahead_w=lookahead_w, lookahead_d=lookahead_d, top_logprobs=settings.top_logprobs, seed=seed,
+            commit_choices=commit_choices,
         )  # fmt: skip
         if compare_strategy is not None and compare_strategy not in config.strategies:
             raise ConfigError(f"--compare-strategy {compare_strategy!r} is not one of --strategies {strategies!r}")

@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from finece_guard.data.checkers import is_correct
+from finece_guard.data.choice_commit import ChoiceCommitter, CommittingSampler
 from finece_guard.data.fragments import cluster, first_fragment, medoid, next_fragment
 from finece_guard.data.loaders import TASKS, load_task
 from finece_guard.data.records import QARecord
@@ -113,6 +114,8 @@ class ConstructionConfig:
     top_p: float = 0.95
     max_tokens: int = 128
     seed: int = 0
+    #: pass every unreadable multiple-choice sample through :mod:`finece_guard.data.choice_commit`
+    commit_choices: bool = False
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -127,6 +130,14 @@ class ConstructionConfig:
             raise ConfigError(f"max_clusters={self.max_clusters} must be at least 1 (or None for no cap)")
         if not 0.0 <= self.threshold <= 2.0:
             raise ConfigError(f"threshold={self.threshold} must be a cosine distance in [0, 2]")
+
+    def to_meta(self) -> dict[str, Any]:
+        """The settings a build's ``.meta.json`` keeps; ``commit_choices`` only when on, so builds
+        started before the option existed resume unchanged."""
+        data = asdict(self)
+        if not self.commit_choices:
+            del data["commit_choices"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -196,9 +207,15 @@ async def construct_question(
     sampler: MonteCarloSampler,
     embedder: FragmentEmbedder,
     config: ConstructionConfig,
+    committer: ChoiceCommitter | None = None,
 ) -> QuestionData:
-    """Run Alg. 1 for one question."""
+    """Run Alg. 1 for one question; with ``config.commit_choices`` every sample of a multiple-choice
+    question is made checkable by ``committer`` before it is labelled (and kept so as a state)."""
     t0 = time.perf_counter()
+    if config.commit_choices:
+        if committer is None:
+            raise ConfigError("commit_choices needs a committer (a served generator: --backend vllm)")
+        sampler = CommittingSampler(sampler, committer, record)
     question = record.prompt(with_context=spec.with_context)
     key = f"{spec}:{record.id}"
     c = config
@@ -313,6 +330,7 @@ async def build_dataset(
     meta: dict[str, Any] | None = None,
     concurrency: int = 1,
     on_done: Callable[[QuestionData | None], Awaitable[None] | None] | None = None,
+    committer: ChoiceCommitter | None = None,
 ) -> BuildReport:
     """Alg. 1 over ``questions``, appending to ``out``; questions already in ``out`` are skipped.
 
@@ -324,7 +342,9 @@ async def build_dataset(
 
     async def work(question: tuple[TaskSpec, QARecord]) -> QuestionData:
         spec, record = question
-        return await construct_question(record, spec, sampler=sampler, embedder=embedder, config=config)
+        return await construct_question(
+            record, spec, sampler=sampler, embedder=embedder, config=config, committer=committer
+        )
 
     async def done(data: QuestionData | None) -> None:
         if data is not None:
@@ -336,5 +356,5 @@ async def build_dataset(
 
     return await run_journaled(
         questions, out, key=lambda q: f"{q[0]}:{q[1].id}", work=work, parse=QuestionData.from_json,
-        meta={**asdict(config), **(meta or {})}, concurrency=concurrency, report=report, on_done=done,
+        meta={**config.to_meta(), **(meta or {})}, concurrency=concurrency, report=report, on_done=done,
     )  # fmt: skip

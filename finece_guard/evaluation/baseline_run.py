@@ -19,6 +19,8 @@ from typing import Any
 
 from finece_guard.backends.http import is_transient
 from finece_guard.data.checkers import extract_final
+from finece_guard.data.choice_commit import CommittingSampler
+from finece_guard.data.construction import MonteCarloSampler
 from finece_guard.data.records import QARecord
 from finece_guard.errors import ConfigError, FineCEError, MetricError
 from finece_guard.evaluation import baselines as bl
@@ -80,7 +82,10 @@ async def answer_baselines(
         return config.verbalized_prefix + reply
 
     async def samples() -> list[str]:
-        return await generator.sample_continuations(
+        sampler: MonteCarloSampler = generator
+        if config.commit_choices:
+            sampler = CommittingSampler(generator, generator, record)
+        return await sampler.sample_continuations(
             prompt, "", n=config.sc_n, max_tokens=config.max_tokens, temperature=config.sc_temperature,
             top_p=config.sc_top_p, seed=derived_seed(config.seed, key, "self-consistency"),
         )  # fmt: skip

@@ -39,6 +39,10 @@ class EvalGenerator(MonteCarloSampler, Protocol):
         """A greedy chat reply; a last ``assistant`` message is continued (the reply excludes it)."""
         ...
 
+    async def commit_choice(self, question: str, answer: str, letters: Sequence[str]) -> str:
+        """One of ``letters`` continuing ``answer`` (:mod:`finece_guard.data.choice_commit`)."""
+        ...
+
 
 class ServedEvalGenerator(OpenAICompatGenerator):
     """The OpenAI-compatible generator plus the two one-shot calls the prompted baselines need."""

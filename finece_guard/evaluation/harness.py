@@ -43,6 +43,7 @@ from typing import Any
 from finece_guard.backends.base import BaseScorer, ScoreRequest
 from finece_guard.backends.openai_generator import StreamStats, question_messages
 from finece_guard.data.checkers import extract_final, is_correct
+from finece_guard.data.choice_commit import commit_answer
 from finece_guard.data.construction import TaskSpec
 from finece_guard.data.records import QARecord
 from finece_guard.evaluation.baseline_run import answer_baselines
@@ -128,6 +129,8 @@ async def evaluate_question(
         tokens.append(event)
     texts = [t.text for t in tokens]
     answer = "".join(texts)
+    if config.commit_choices:  # the judged answer; ``tokens`` stay the streamed ones the logprob baselines read
+        answer = await commit_answer(record, prompt, answer, generator)
     correct = is_correct(record, answer)
     final = extract_final(record, answer)
 

@@ -42,6 +42,9 @@ class EvalConfig:
     verbalized_max_tokens: int = 16
     verbalized_prefix: str = "Confidence:"
     seed: int = 0
+    #: make unreadable multiple-choice answers (greedy and self-consistency samples) checkable with
+    #: :mod:`finece_guard.data.choice_commit`; the record's ``answer`` then ends in the committed line
+    commit_choices: bool = False
 
     def __post_init__(self) -> None:
         if self.partition not in PARTITIONS:
@@ -82,4 +85,6 @@ class EvalConfig:
     def to_meta(self) -> dict[str, Any]:
         data = asdict(self)
         data["strategies"] = list(self.strategies)
+        if not self.commit_choices:  # records written before the option existed resume unchanged
+            del data["commit_choices"]
         return data

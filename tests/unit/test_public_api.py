@@ -48,8 +48,9 @@ SUBPACKAGES: dict[str, list[str]] = {
         "examples_from", "expected_level", "resolve_base_model", "soft_target", "split_by_question", "train_adapter",
     ],
     "finece_guard.data": [
-        "CHOICE_INSTRUCTION", "CONTEXT_TEMPLATE", "MATH_INSTRUCTION", "OPEN_INSTRUCTION", "PARTITIONS", "TASKS",
-        "YESNO_INSTRUCTION", "AnswerKind", "Partition", "QARecord", "answer_span", "extract_choice", "extract_final",
+        "CHOICE_INSTRUCTION", "COMMIT_PREFIX", "CONTEXT_TEMPLATE", "MATH_INSTRUCTION", "OPEN_INSTRUCTION",
+        "PARTITIONS", "TASKS", "YESNO_INSTRUCTION", "AnswerKind", "ChoiceCommitter", "CommittingSampler", "Partition",
+        "QARecord", "answer_span", "commit_answer", "extract_choice", "extract_final",
         "extract_number", "extract_yes_no", "is_correct", "load_task", "mmlu_subjects", "normalize_text",
         "partition_of",
     ],
