@@ -196,6 +196,13 @@ class QuestionData:
         return cls(**data)
 
 
+def _require_committer(committer: ChoiceCommitter | None) -> ChoiceCommitter:
+    """The committer ``commit_choices`` needs; a clear error when there is none."""
+    if committer is None:
+        raise ConfigError("commit_choices needs a committer (a served generator: --backend vllm)")
+    return committer
+
+
 def _fraction_correct(record: QARecord, answers: Sequence[str]) -> float:
     return sum(is_correct(record, a) for a in answers) / len(answers)
 
@@ -213,9 +220,7 @@ async def construct_question(
     question is made checkable by ``committer`` before it is labelled (and kept so as a state)."""
     t0 = time.perf_counter()
     if config.commit_choices:
-        if committer is None:
-            raise ConfigError("commit_choices needs a committer (a served generator: --backend vllm)")
-        sampler = CommittingSampler(sampler, committer, record)
+        sampler = CommittingSampler(sampler, _require_committer(committer), record)
     question = record.prompt(with_context=spec.with_context)
     key = f"{spec}:{record.id}"
     c = config
@@ -338,6 +343,8 @@ async def build_dataset(
     killed at any moment loses at most those. A question whose backend calls fail (after the
     client's retries) is reported in :attr:`BuildReport.failed` and retried by the next run.
     """
+    if config.commit_choices:  # once, before any question: not one failure per question
+        _require_committer(committer)
     report = BuildReport()
 
     async def work(question: tuple[TaskSpec, QARecord]) -> QuestionData:

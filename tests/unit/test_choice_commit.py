@@ -103,6 +103,17 @@ def test_construction_without_a_committer_says_what_to_pass() -> None:
         ))  # fmt: skip
 
 
+@pytest.mark.asyncio
+async def test_build_without_a_committer_fails_before_any_question(tmp_path: Path) -> None:
+    sampler = FakeSampler(lambda q, p, i: UNREADABLE)
+    with pytest.raises(ConfigError, match="committer"):
+        await build_dataset(
+            [(TaskSpec("arc_easy"), mc())], tmp_path / "train.jsonl", sampler=sampler,
+            embedder=BagOfWordsEmbedder(), config=ConstructionConfig(k=2, levels=0, commit_choices=True),
+        )  # fmt: skip
+    assert sampler.calls == [] and not (tmp_path / "train.jsonl").exists()
+
+
 def test_meta_names_the_option_only_when_on() -> None:
     """Builds and evals started before the option existed resume: their settings files lack it."""
     assert "commit_choices" not in ConstructionConfig().to_meta()
