@@ -91,14 +91,32 @@ async def _run(pairs: list[tuple[AnswerRecord, QARecord]], base_url: str, adapte
     for name in adapters:
         scorer = OpenAICompatScorer(base_url, model=name, timeout_s=300)
         try:
-            free = await scorer.ascore_many([(r.question, r.answer, CheckpointKind.FINAL) for r, _ in pairs])
-            done = await scorer.ascore_many(
-                [(r.question, c, CheckpointKind.FINAL) for (r, _), c in zip(pairs, committed, strict=True)]
+            free = [
+                s.value
+                for s in await scorer.ascore_many([(r.question, r.answer, CheckpointKind.FINAL) for r, _ in pairs])
+            ]
+            changed = [i for i, ((r, _), c) in enumerate(zip(pairs, committed, strict=True)) if c != r.answer]
+            rescored = await scorer.ascore_many(
+                [(pairs[i][0].question, committed[i], CheckpointKind.FINAL) for i in changed]
             )
         finally:
             await scorer.aclose()
-        scores[name] = ([s.value for s in free], [s.value for s in done])
+        scores[name] = (free, reuse_unchanged(free, changed, [s.value for s in rescored]))
     return committed, scores
+
+
+def reuse_unchanged(free: Sequence[float], changed: Sequence[int], rescored: Sequence[float]) -> list[float]:
+    """Committed-answer scores: the free score wherever the stage left the answer as it was.
+
+    Scoring the same text twice on a bf16 server differs by up to 0.022 (benchmarks/results/score_noise.md);
+    re-scoring unchanged answers would put that noise in the "committed" column only.
+    """
+    if len(changed) != len(rescored):
+        raise ValueError(f"{len(changed)} changed answers but {len(rescored)} new scores")
+    done = list(free)
+    for i, value in zip(changed, rescored, strict=True):
+        done[i] = value
+    return done
 
 
 def main(argv: Sequence[str] | None = None) -> None:

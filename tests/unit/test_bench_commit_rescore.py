@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.commit_rescore import _auc, _paired
+from benchmarks.commit_rescore import _auc, _paired, reuse_unchanged
 
 
 def test_auc_reports_one_class_instead_of_raising() -> None:
@@ -26,3 +26,13 @@ def test_paired_difference_has_the_sign_of_the_better_scorer() -> None:
     out = _paired(good, noise, labels, 200)
     assert out["delta"] > 0.3 and out["low"] > 0
     assert _paired(noise, good, labels, 200)["delta"] == pytest.approx(-out["delta"])
+
+
+def test_unchanged_answers_keep_their_free_score() -> None:
+    assert reuse_unchanged([0.1, 0.2, 0.3, 0.4], [1, 3], [0.9, 0.8]) == [0.1, 0.9, 0.3, 0.8]
+    assert reuse_unchanged([0.5], [], []) == [0.5]
+
+
+def test_mismatched_rescores_are_refused() -> None:
+    with pytest.raises(ValueError, match="2 changed answers but 1"):
+        reuse_unchanged([0.1, 0.2], [0, 1], [0.3])
