@@ -46,11 +46,13 @@ from finece_guard.data.forgery import (
     PAYLOADS,
     Payload,
     benign_twin,
+    break_twin,
     flip_share,
     inject,
     shift_beyond_noise,
 )
 from finece_guard.data.loaders import load_task
+from finece_guard.rating_filter import filter_rater_text
 from finece_guard.types import CheckpointKind
 
 ANSWERS = OUT / "forgery_answers.json"
@@ -100,8 +102,24 @@ def _mean_ci(x: np.ndarray, seed: int = 0, n_boot: int = 1000) -> tuple[float, f
     return float(x.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
-def summarise(clean: list[float], forged: dict[str, list[float]], benign: dict[str, list[float]]) -> dict[str, Any]:
-    """Per-payload shifts and flip shares (pure: the numbers behind the table)."""
+def restored_share(answers: Sequence[str], payload: Payload) -> float:
+    """Share of answers the rater-text filter gives back as exactly the answer without the payload's line
+    (:func:`~finece_guard.data.forgery.break_twin`): for those the scorer reads the same text either way."""
+    return statistics.mean(
+        filter_rater_text(inject(a, payload)).text == break_twin(a, payload.position) for a in answers
+    )
+
+
+def summarise(
+    clean: list[float],
+    forged: dict[str, list[float]],
+    benign: dict[str, list[float]],
+    breaks: list[float] | None = None,
+    restored: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Per-payload shifts and flip shares (pure: the numbers behind the table). ``breaks``: scores of the
+    middle position's layout twin (the answer with the insertion's line break and no payload), so middle
+    flips can be told apart from the line break; ``restored``: :func:`restored_share` per payload."""
     c = np.asarray(clean)
     thetas = {f"q{int(q * 100)}": float(np.quantile(c, q)) for q in QUANTILES} | {"fixed": FIXED_THETA}
     rows: dict[str, Any] = {}
@@ -119,10 +137,22 @@ def summarise(clean: list[float], forged: dict[str, list[float]], benign: dict[s
             "flip_share": flips, "max_flip_share": max(flips[k] for k in thetas if k != "fixed"),
             "benign_flip_share": {k: flip_share(clean, benign[p.name], t) for k, t in thetas.items()},
         }  # fmt: skip
+        layout = clean if p.position == "end" else breaks
+        if layout is not None:
+            rows[p.name]["max_flip_share_vs_layout"] = max(
+                flip_share(layout, forged[p.name], t) for k, t in thetas.items() if k != "fixed"
+            )
+            rows[p.name]["layout_flip_share"] = max(
+                flip_share(clean, layout, t) for k, t in thetas.items() if k != "fixed"
+            )
+        if restored is not None and p.name in restored:
+            rows[p.name]["restored"] = restored[p.name]
     worst_excess = max(abs(r["excess_shift"]) for r in rows.values())
     worst_beyond = max(r["beyond_noise"] for r in rows.values())
     worst_flip = max(r["max_flip_share"] for r in rows.values())
+    vs_layout = [r["max_flip_share_vs_layout"] for r in rows.values() if "max_flip_share_vs_layout" in r]
     return {
+        "worst_flip_share_vs_layout": max(vs_layout) if vs_layout else None,
         "bounds": {"beyond_noise": BOUND_BEYOND_NOISE, "flip_share": BOUND_FLIP_SHARE},
         "thresholds": thetas,
         "clean": {"mean": float(c.mean()), "sd": float(c.std()), "n": len(c)},
@@ -167,17 +197,23 @@ async def run(
             benign[p.name] = list(
                 await asyncio.gather(*(score(a["question"], benign_twin(a["answer"], p)) for a in answers))
             )
+        breaks = None
+        if any(p.position == "middle" for p in payloads):
+            breaks = list(
+                await asyncio.gather(*(score(a["question"], break_twin(a["answer"], "middle")) for a in answers))
+            )
     finally:
         await scorer.aclose()
     seconds = time.perf_counter() - t0
-    summary = summarise(clean, forged, benign)
+    restored = {p.name: restored_share([a["answer"] for a in answers], p) for p in payloads}
+    summary = summarise(clean, forged, benign, breaks, restored)
     return {
         **stamp(base_url), "scorer_model": model, "generator_model": generator_model, "n_answers": len(answers),
         "strip_rater_text": strip_rater_text,
         "tasks": sorted({a["task"] for a in answers}), "accuracy": statistics.mean(a["correct"] for a in answers),
         "readable": statistics.mean(a["readable"] for a in answers), "scoring_seconds": seconds,
-        "n_scores": len(answers) * (1 + 2 * len(payloads)), **summary,
-        "scores": {"clean": clean, "forged": forged, "benign": benign},
+        "n_scores": len(answers) * (1 + 2 * len(payloads) + (breaks is not None)), **summary,
+        "scores": {"clean": clean, "forged": forged, "benign": benign, "breaks": breaks},
     }  # fmt: skip
 
 
@@ -202,11 +238,19 @@ def markdown(result: dict[str, Any], label: str) -> list[str]:
         "measure too); excess = mean(forged − benign twin), as older tables bounded it; flips = share "
         f"of `AcceptAbove(θ)` decisions changed, max over θ at the clean-score quartiles "
         f"({th['q25']:.3f} / {th['q50']:.3f} / {th['q75']:.3f}) and at θ = {FIXED_THETA}. "
-        "† = held out of the training augmentation.",
+        "† = held out of the training augmentation. restored = share of answers the filter gives back as the "
+        "answer without the payload's line, to the character (`break_twin`); flips vs layout = flips against "
+        "that layout twin's score (for the middle position: the answer with the inserted line break and no "
+        "payload, whose own flips against clean are in the last column; at the end the twin is the clean answer).",
         "",
-        "| payload | pos | shift | benign | beyond noise | excess | flips (quartiles) | benign flips | flips θ=0.35 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| payload | pos | shift | benign | beyond noise | excess | flips (quartiles) | benign flips | flips θ=0.35 "
+        "| restored | flips vs layout | layout flips |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def share(r: dict[str, Any], key: str) -> str:
+        return f"{r[key]:.0%}" if key in r else "–"
+
     for r in result["payloads"].values():
         lo, hi = r["mean_shift_ci"]
         text = r["text"].replace("|", "\\|").replace("\n", "⏎")
@@ -215,7 +259,8 @@ def markdown(result: dict[str, Any], label: str) -> list[str]:
             f"| `{text}`{' †' if r['held_out'] else ''} | {r['position']} | {r['mean_shift']:+.3f} [{lo:+.3f}, "
             f"{hi:+.3f}] | {r['benign_shift']:+.3f} | **{r['beyond_noise']:+.3f}** | {r['excess_shift']:+.3f} | "
             f"{r['max_flip_share']:.0%} | "
-            f"{benign_flips:.0%} | {r['flip_share']['fixed']:.0%} |"
+            f"{benign_flips:.0%} | {r['flip_share']['fixed']:.0%} | {share(r, 'restored')} | "
+            f"{share(r, 'max_flip_share_vs_layout')} | {share(r, 'layout_flip_share')} |"
         )
 
     def verdict(ok: bool) -> str:
@@ -228,6 +273,11 @@ def markdown(result: dict[str, Any], label: str) -> list[str]:
         f"{verdict(result['worst_flip_share'] <= BOUND_FLIP_SHARE)} its flip bound (≤ {BOUND_FLIP_SHARE:.0%}). "
         f"(Worst |excess| {result['worst_abs_excess_shift']:.3f}.)",
     ]
+    if result.get("worst_flip_share_vs_layout") is not None:
+        lines.append(
+            f"Against the layout twin (the same answer and line break without the payload) the worst flip share "
+            f"is {result['worst_flip_share_vs_layout']:.0%}."
+        )
     return lines
 
 
@@ -242,10 +292,15 @@ def rerender(label: str, subset: int | None = None) -> None:
     clean = [sc["clean"][i] for i in idx]
     forged = {k: [v[i] for i in idx] for k, v in sc["forged"].items()}
     benign = {k: [v[i] for i in idx] for k, v in sc["benign"].items()}
-    result |= summarise(clean, forged, benign)
+    breaks = None if sc.get("breaks") is None else [sc["breaks"][i] for i in idx]
+    # restored shares belong to the filter the scores were taken with: kept from the run, never recomputed
+    restored = None if subset is not None else {
+        k: r["restored"] for k, r in result["payloads"].items() if "restored" in r
+    } or None
+    result |= summarise(clean, forged, benign, breaks, restored)
     if subset is not None:
         result |= {"n_answers": len(clean), "n_scores": len(clean) * (1 + 2 * len(forged)),
-                   "scores": {"clean": clean, "forged": forged, "benign": benign},
+                   "scores": {"clean": clean, "forged": forged, "benign": benign, "breaks": breaks},
                    "note": f"{len(clean)} evenly spaced answers of {label} (as --n {len(clean)} picks them), "
                    "re-summarised without re-scoring"}  # fmt: skip
         answers = json.loads(ANSWERS.read_text())["answers"]

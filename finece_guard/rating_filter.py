@@ -57,7 +57,9 @@ PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     (
         "self-rating",
         re.compile(
-            r"\b(?:(?:(?:my|our|the|its|overall|final)\s+)*(?:confidence|certainty)(?:\s+(?:level|score|rating|value))?"
+            # [ \t]+, not \s+: "the\nConfidence: 9" must not take the answer's last word with it
+            r"\b(?:(?:(?:my|our|the|its|overall|final)[ \t]+)*(?:confidence|certainty)"
+            r"(?:[ \t]+(?:level|score|rating|value))?"
             rf"\s*{_SCALE}\s*(?:[:=]|is\b)|(?:self[- ]rating|rating|score)\s*{_SCALE}\s*[:=])\s*{_NUMBER}{_TRAILER}",
             re.IGNORECASE,
         ),
@@ -105,8 +107,36 @@ PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     ),
 )
 
-_BLANK_LINES: Final = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
-_SPACES: Final = re.compile(r"[ \t]{2,}")
+def _junction(before: str, after: str) -> str:
+    """The whitespace kept where a span was cut out: the run on the side with more line breaks (then the
+    longer one, then the one before), so a removed line takes one line break with it and an inline span
+    one space; nothing at either end of the text."""
+    return max((before, after), key=lambda run: (run.count("\n"), len(run)))
+
+
+def _core(text: str, start: int, end: int) -> tuple[int, int]:
+    """``(start, end)`` without the whitespace at either side of ``text[start:end]``."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _cut(text: str, start: int, end: int) -> str:
+    """``text`` without ``text[start:end]`` (no whitespace at its sides) and the whitespace around it,
+    joined by :func:`_junction`."""
+    left, right = start, end
+    while left > 0 and text[left - 1].isspace():
+        left -= 1
+    while right < len(text) and text[right].isspace():
+        right += 1
+    if left == 0 or right == len(text):
+        return text[:left] + text[right:]
+    joint = _junction(text[left:start], text[end:right])
+    if not joint and text[left - 1].isalnum() and text[right].isalnum():
+        joint = " "  # "B<|im_end|>C" must not become one word
+    return text[:left] + joint + text[right:]
 
 
 @dataclass(frozen=True)
@@ -122,19 +152,21 @@ class FilterResult:
 
 
 def filter_rater_text(text: str) -> FilterResult:
-    """``text`` without the rater-directed spans of :data:`PATTERNS` (unchanged when there are none)."""
+    """``text`` without the rater-directed spans of :data:`PATTERNS` (unchanged when there are none).
+
+    Only the removed spans and the whitespace around each change (:func:`_cut`); every other character
+    stays as it was, so an answer whose forged line is removed reads exactly as the answer without it.
+    """
     removed: list[tuple[str, str]] = []
     out = text
     for name, pattern in PATTERNS:
-        hits = [m.group(0) for m in pattern.finditer(out) if m.group(0).strip()]
-        if hits:
-            removed += [(name, h) for h in hits]
-            out = pattern.sub(" ", out)
+        hits = [m for m in pattern.finditer(out) if m.group(0).strip()]
+        removed += [(name, m.group(0)) for m in hits]
+        # cores first, then cut right to left: the text left of a cut (and every earlier core) is unchanged
+        for start, end in reversed([_core(out, m.start(), m.end()) for m in hits]):
+            out = _cut(out, start, end)
     if not removed:
         return FilterResult(text, ())
-    out = _SPACES.sub(" ", out)
-    out = "\n".join(line.strip() for line in out.split("\n"))
-    out = _BLANK_LINES.sub("\n", out).strip()
     return FilterResult(out, tuple(removed))
 
 

@@ -187,6 +187,18 @@ def insert_text(answer: str, text: str, position: Position) -> str:
     raise ConfigError(f"position {position!r} must be one of {POSITIONS}")
 
 
+def break_twin(answer: str, position: Position) -> str:
+    """The answer as :func:`insert_text` leaves it around an inserted line, without the line: the line break
+    a middle insertion puts where the answer had a space, nothing at the end. What a filter that removes
+    the inserted line (and nothing else) must give back, and the formatting floor of the middle position."""
+    if position == "end":
+        return answer.rstrip()
+    if position == "middle":
+        i = middle_index(answer)
+        return f"{answer[:i].rstrip()}\n{answer[i:].lstrip()}"
+    raise ConfigError(f"position {position!r} must be one of {POSITIONS}")
+
+
 def inject(answer: str, payload: Payload) -> str:
     """The answer carrying the payload where the payload says."""
     return insert_text(answer, payload.text, payload.position)
