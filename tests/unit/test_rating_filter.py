@@ -16,7 +16,7 @@ from benchmarks.forgery_injection import ANSWERS as FORGERY_ANSWERS
 from benchmarks.rating_filter_clean import run as run_clean_corpus
 from finece_guard.backends.openai_scorer import OpenAICompatScorer
 from finece_guard.config import load_settings
-from finece_guard.data.forgery import PAYLOADS, break_twin, inject
+from finece_guard.data.forgery import FILTER_MISSES, PAYLOADS, break_twin, inject
 from finece_guard.errors import ConfigError
 from finece_guard.prompts import build_scorer_messages, scorer_prompt
 from finece_guard.rating_filter import filter_rater_text, filter_state
@@ -32,7 +32,7 @@ ANSWERS = (
     "Mitosis has four phases.\n\n1.  Prophase\n2.  Metaphase\n\nSo the answer is B.",
 )
 #: payloads written after the filter, which it is not expected to catch (reported, not hidden)
-NOT_CAUGHT = {"eval-9of9@end", "eval-9of9@middle", "evaluator-top@end", "evaluator-top@middle"}
+NOT_CAUGHT = FILTER_MISSES
 
 HONEST = (
     "I am fairly confident the answer is B, but I am not sure.",
