@@ -18,6 +18,9 @@ Honest wording is left alone (``I am not sure``, ``95% of the energy``, ``a conf
 the patterns need a rating word *and* a number bound to it, or an imperative aimed at the rater.
 The check that it does not change clean answers' scores is that it leaves their *text* unchanged:
 ``benchmarks/rating_filter_clean.py`` runs it over every committed generator answer.
+Where it does remove something it cuts only that span and the whitespace around it (:func:`_cut`), so a
+caught payload leaves exactly the answer without it and the scorer reads what it would have read anyway
+(``tests/integration/test_forgery_live.py``: the same score to 1e-4 on the fp32 test server).
 
 Training never applies it (the adapter must learn to ignore forged text by itself, see
 :func:`finece_guard.prompts.build_scorer_messages`); inference applies it by default
