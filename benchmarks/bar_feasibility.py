@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 from scipy.stats import norm
 
 from benchmarks.common import finish, stamp
+from benchmarks.fusion_fit import prefix_prob
 from benchmarks.gating_curve import accuracy_at, perfect_confidence_at
 from finece_guard.backends.fusion import FusionModel
 from finece_guard.evaluation.records import AnswerRecord, read_records
@@ -103,11 +104,6 @@ def auroc_needed(rows: Sequence[dict[str, float]], bar: float) -> float | None:
     return next((r["auroc"] for r in rows if r["mean"] >= bar), None)
 
 
-def _prefix_mean_prob(record: AnswerRecord, n: int) -> float:
-    lps = [lp for lp in record.token_logprobs[:n] if lp is not None]
-    return float(np.exp(np.mean(lps))) if lps else 0.0
-
-
 def early_abort(
     records: Sequence[AnswerRecord], strategy: str, draws: int, fusion: FusionModel | None = None
 ) -> dict[str, Any]:
@@ -116,7 +112,7 @@ def early_abort(
     total = [t.n_tokens[-1] for t in traces]
     at = [t.n_tokens[1] for t in traces]
     fine_ce = np.array([t.raw[1] for t in traces])
-    mean_prob = np.array([_prefix_mean_prob(r, n) for r, n in zip(records, at, strict=True)])
+    mean_prob = np.array([prefix_prob(r, n, "mean") for r, n in zip(records, at, strict=True)])
     observed = {
         "FineCE p(1)": fine_ce,
         "mean token prob (same prefix)": mean_prob,

@@ -122,6 +122,7 @@ def summarise(
     flips can be told apart from the line break; ``restored``: :func:`restored_share` per payload."""
     c = np.asarray(clean)
     thetas = {f"q{int(q * 100)}": float(np.quantile(c, q)) for q in QUANTILES} | {"fixed": FIXED_THETA}
+    quartiles = [t for k, t in thetas.items() if k != "fixed"]
     rows: dict[str, Any] = {}
     for p in (p for p in PAYLOADS if p.name in forged):
         f, b = np.asarray(forged[p.name]), np.asarray(benign[p.name])
@@ -139,12 +140,8 @@ def summarise(
         }  # fmt: skip
         layout = clean if p.position == "end" else breaks
         if layout is not None:
-            rows[p.name]["max_flip_share_vs_layout"] = max(
-                flip_share(layout, forged[p.name], t) for k, t in thetas.items() if k != "fixed"
-            )
-            rows[p.name]["layout_flip_share"] = max(
-                flip_share(clean, layout, t) for k, t in thetas.items() if k != "fixed"
-            )
+            rows[p.name]["max_flip_share_vs_layout"] = max(flip_share(layout, forged[p.name], t) for t in quartiles)
+            rows[p.name]["layout_flip_share"] = max(flip_share(clean, layout, t) for t in quartiles)
         if restored is not None and p.name in restored:
             rows[p.name]["restored"] = restored[p.name]
     worst_excess = max(abs(r["excess_shift"]) for r in rows.values())
@@ -299,7 +296,7 @@ def rerender(label: str, subset: int | None = None) -> None:
     } or None
     result |= summarise(clean, forged, benign, breaks, restored)
     if subset is not None:
-        result |= {"n_answers": len(clean), "n_scores": len(clean) * (1 + 2 * len(forged)),
+        result |= {"n_answers": len(clean), "n_scores": len(clean) * (1 + 2 * len(forged) + (breaks is not None)),
                    "scores": {"clean": clean, "forged": forged, "benign": benign, "breaks": breaks},
                    "note": f"{len(clean)} evenly spaced answers of {label} (as --n {len(clean)} picks them), "
                    "re-summarised without re-scoring"}  # fmt: skip

@@ -39,7 +39,7 @@ OTHERS = ("p_true", "verbalized", "self_consistency")
 Predict = Callable[[AnswerRecord, list[float]], float]
 
 
-def _prefix_prob(record: AnswerRecord, n: int, how: str) -> float:
+def prefix_prob(record: AnswerRecord, n: int, how: str) -> float:
     """The single-pass baseline (min or mean token probability) of the answer's first ``n`` tokens."""
     known = [TokenEvent(i, "", lp) for i, lp in enumerate(record.token_logprobs[:n]) if lp is not None]
     if not known:
@@ -116,8 +116,8 @@ def _columns(records: Sequence[AnswerRecord], predict: Predict, strategy: str) -
         p1["FineCE (raw)"].append(raw)
         feats = state_features(raw, r.token_logprobs[:n], r.tokens[:n], final=False)
         p1["FineCE+ (fused)"].append(predict(r, feats))
-        p1["min_token_prob"].append(_prefix_prob(r, n, "min"))
-        p1["mean_token_prob"].append(_prefix_prob(r, n, "mean"))
+        p1["min_token_prob"].append(prefix_prob(r, n, "min"))
+        p1["mean_token_prob"].append(prefix_prob(r, n, "mean"))
     return {"full": full, "p1": p1}
 
 

@@ -61,35 +61,29 @@ SAME_SCORE = 1e-4
 ADAPTER_ALONE = ("conf09-9@end", "conf09-9@middle", "fake-close-9@end", "im-end-9@end")
 
 
-async def _scores(
-    scorer: OpenAICompatScorer, payloads: tuple[Payload, ...]
-) -> tuple[list[float], dict[str, list[float]], dict[str, list[float]]]:
+async def _score_all(scorer: OpenAICompatScorer, texts: list[tuple[str, str]]) -> list[float]:
+    """Final-state scores of ``(question, answer)`` pairs, 8 in flight."""
     sem = asyncio.Semaphore(8)
 
     async def one(question: str, answer: str) -> float:
         async with sem:
             return (await scorer.ascore(question, answer, CheckpointKind.FINAL)).value
 
-    def batch(texts: list[tuple[str, str]]) -> asyncio.Future[list[float]]:
-        return asyncio.gather(*(one(q, a) for q, a in texts))
+    return list(await asyncio.gather(*(one(q, a) for q, a in texts)))
 
-    clean = list(await batch([(a["question"], a["answer"]) for a in ANSWERS]))
-    forged = {p.name: list(await batch([(a["question"], inject(a["answer"], p)) for a in ANSWERS])) for p in payloads}
+
+async def _scores(
+    scorer: OpenAICompatScorer, payloads: tuple[Payload, ...]
+) -> tuple[list[float], dict[str, list[float]], dict[str, list[float]]]:
+    clean = await _score_all(scorer, [(a["question"], a["answer"]) for a in ANSWERS])
+    forged = {
+        p.name: await _score_all(scorer, [(a["question"], inject(a["answer"], p)) for a in ANSWERS]) for p in payloads
+    }
     benign = {
-        p.name: list(await batch([(a["question"], benign_twin(a["answer"], p)) for a in ANSWERS])) for p in payloads
+        p.name: await _score_all(scorer, [(a["question"], benign_twin(a["answer"], p)) for a in ANSWERS])
+        for p in payloads
     }
     return clean, forged, benign
-
-
-async def _layout_twins(scorer: OpenAICompatScorer) -> list[float]:
-    """Scores of each answer with the middle insertion's line break and no payload."""
-    sem = asyncio.Semaphore(8)
-
-    async def one(question: str, answer: str) -> float:
-        async with sem:
-            return (await scorer.ascore(question, break_twin(answer, "middle"), CheckpointKind.FINAL)).value
-
-    return list(await asyncio.gather(*(one(a["question"], a["answer"]) for a in ANSWERS)))
 
 
 def _mean_diff(a: list[float], b: list[float]) -> float:
@@ -102,6 +96,8 @@ async def test_forged_confidence_text_does_not_move_the_served_score(vllm_server
     assert scorer.strip_rater_text  # the default a user gets
     try:
         clean, forged, benign = await _scores(scorer, PAYLOADS)
+        # the answer with the middle insertion's line break and no payload: what a caught payload leaves
+        breaks = await _score_all(scorer, [(a["question"], break_twin(a["answer"], "middle")) for a in ANSWERS])
     finally:
         await scorer.aclose()
     shift = {name: _mean_diff(values, clean) for name, values in forged.items()}
@@ -116,11 +112,6 @@ async def test_forged_confidence_text_does_not_move_the_served_score(vllm_server
     theta = statistics.median(clean)
 
     # every payload the filter catches is scored as the same answer without it: no decision can flip
-    scorer = OpenAICompatScorer(vllm_server.base_url)
-    try:
-        breaks = await _layout_twins(scorer)
-    finally:
-        await scorer.aclose()
     layout = {"end": clean, "middle": breaks}
     caught = [p for p in PAYLOADS if p.name not in FILTER_MISSES]
     for p in caught:
