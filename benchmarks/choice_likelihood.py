@@ -1,9 +1,9 @@
-"""Does the default generator know multiple-choice answers it cannot produce? Three readings of one model.
+"""Does the default generator know multiple-choice answers it cannot produce? Five readings of one model.
 
 Lever 6 of issue 11 found the generator near chance on the multiple-choice tasks (ARC-Easy 0.08-0.23,
 SciQ-MC 0.20-0.36 greedy over five instructions, ``benchmarks/results/choice_prompt_*``), while
 ENVIRONMENT.md lists SmolLM2-135M at ARC-Easy 39% and SciQ-MC 46%. This measures, on the same dev
-questions and in-process (transformers, fp32, no server), what each number is:
+questions and in-process (transformers, fp32, no server), what each number is (five readings):
 
 - ``letter``: the prompt exactly as the generator sees it (chat template, lettered options, the task
   instruction), the assistant turn begun with "Answer: ", the option letter with the highest logit
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         tasks[task] = summarize(records, readings)
         print(task, {k: round(v["accuracy"], 3) for k, v in tasks[task].items()}, flush=True)
     result = {**stamp(), "partition": args.partition, "limit": args.limit, "model": str(model_dir), "tasks": tasks}
-    md = [f"# Multiple-choice knowledge vs generation, three readings of the default generator ({args.label})", "",
+    md = [f"# Multiple-choice knowledge vs generation, five readings of the default generator ({args.label})", "",
           f"{result['date']}, {result['machine']}; {args.partition} partition, first {args.limit} questions per task, "
           "transformers fp32 in-process. Readings: see the module docstring of `benchmarks/choice_likelihood.py`.", "",
           "| task | reading | n | accuracy | most-picked position (share) |", "|---|---|---|---|---|"]  # fmt: skip
