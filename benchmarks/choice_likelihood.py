@@ -81,13 +81,14 @@ def read_question(
     letters = list(LETTERS[: len(record.choices)])
     letter = _argmax(next_token(chat(record.prompt()) + "Answer: ", letters))
     plain = [continuation(plain_context(record), " " + text) for text in record.choices]
-    chatted = [continuation(chat(record.question), text) for text in record.choices]
+    bare_turn = chat(record.question)
+    chatted = [continuation(bare_turn, text) for text in record.choices]
     return Readings(
         letter=letter,
         option_text=_argmax([total for total, _ in plain]),
         option_text_norm=_argmax([total / max(count, 1) for total, count in plain]),
         option_text_chat=_argmax([total for total, _ in chatted]),
-        option_text_greedy=greedy(chat(record.question), record.choices),
+        option_text_greedy=greedy(bare_turn, record.choices),
     )
 
 
