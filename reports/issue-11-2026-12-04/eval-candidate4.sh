@@ -21,12 +21,9 @@ test -f "$ADAPTER/adapter_model.safetensors" || { echo "no adapter in $ADAPTER" 
 for p in dev test; do
   test -f "$OUT/records-$p.jsonl" || gunzip -c "reports/issue-11-2026-12-03b/records-$p.rescored-cand2.jsonl.gz" >"$OUT/records-$p.jsonl"
 done
-CAND="$ADAPTER" CAND_NAME="$NAME" bash reports/issue-11-2026-12-02/serve.sh >"$OUT/serve.log" 2>&1 &
-SERVER=$!
+source reports/issue-11-2026-12-02/serve-in-background.sh
+CAND="$ADAPTER" CAND_NAME="$NAME" serve_in_background "$OUT/serve.log"
 echo "$SERVER" >"$OUT/serve.pid"
-trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EXIT
-for _ in $(seq 120); do curl -sf "$URL/models" >/dev/null && break; sleep 5; done
-curl -sf "$URL/models" >/dev/null || { echo "server did not start" >&2; exit 1; }
 for p in dev test; do
   .venv/bin/python -m benchmarks.rescore_same_answers "$OUT/records-$p.jsonl" --base-url "$URL" \
     --reference "$NAME" --strategy periodic:32 --label "default-vs-$NAME-$DAY-$p"

@@ -15,11 +15,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 if [[ -n "$WAIT_PID" ]]; then while kill -0 "$WAIT_PID" 2>/dev/null; do sleep 20; done; fi
 REC=$OUT/records-dev.rescored-cand6.jsonl
 test -s "$REC" || { echo "no $REC: run the cand6 eval first" >&2; exit 1; }
-CAND=/work/main/reports/issue-11-2026-12-04/candidate4-adapter CAND_NAME=cand4 \
-  bash reports/issue-11-2026-12-02/serve.sh >"$OUT/serve-cand4.log" 2>&1 &
-SERVER=$!
-trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EXIT
-for _ in $(seq 120); do curl -sf "$URL/models" >/dev/null && break; sleep 5; done
-curl -sf "$URL/models" >/dev/null || { echo "server did not start" >&2; exit 1; }
+source reports/issue-11-2026-12-02/serve-in-background.sh
+CAND=/work/main/reports/issue-11-2026-12-04/candidate4-adapter CAND_NAME=cand4 serve_in_background "$OUT/serve-cand4.log"
 .venv/bin/python -m benchmarks.rescore_same_answers "$REC" --base-url "$URL" \
   --reference cand4 --strategy periodic:32 --label "cand6-vs-cand4-$DAY-dev"

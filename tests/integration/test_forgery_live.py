@@ -72,13 +72,32 @@ async def _score_all(scorer: OpenAICompatScorer, texts: list[tuple[str, str]]) -
     return list(await asyncio.gather(*(one(q, a) for q, a in texts)))
 
 
+async def _forged_scores(scorer: OpenAICompatScorer, payloads: tuple[Payload, ...]) -> dict[str, list[float]]:
+    """Each payload's forged answers, scored by the served scorer. Where the scorer's filter (on by default)
+    reads two forged answers as the same text, only the first is sent and the second takes its score: the
+    served prompt is that text's, and fp32 repeats it exactly. So every (answer, text read) goes through the
+    real server once, with a real payload in it (the caught payloads' forged answers are read as two layouts
+    per answer, end and middle; sending each would score them 66 times over); with the filter off every forged
+    answer is sent."""
+
+    def read(text: str) -> str:
+        return filter_rater_text(text).text if scorer.strip_rater_text else text
+
+    first: dict[tuple[str, str], tuple[str, str]] = {}
+    for p in payloads:
+        for a in ANSWERS:
+            forged = inject(a["answer"], p)
+            first.setdefault((a["question"], read(forged)), (a["question"], forged))
+    keys = list(first)
+    scored = dict(zip(keys, await _score_all(scorer, [first[k] for k in keys]), strict=True))
+    return {p.name: [scored[(a["question"], read(inject(a["answer"], p)))] for a in ANSWERS] for p in payloads}
+
+
 async def _scores(
     scorer: OpenAICompatScorer, payloads: tuple[Payload, ...]
 ) -> tuple[list[float], dict[str, list[float]], dict[str, list[float]]]:
     clean = await _score_all(scorer, [(a["question"], a["answer"]) for a in ANSWERS])
-    forged = {
-        p.name: await _score_all(scorer, [(a["question"], inject(a["answer"], p)) for a in ANSWERS]) for p in payloads
-    }
+    forged = await _forged_scores(scorer, payloads)
     benign = {
         p.name: await _score_all(scorer, [(a["question"], benign_twin(a["answer"], p)) for a in ANSWERS])
         for p in payloads

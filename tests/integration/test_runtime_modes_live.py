@@ -338,16 +338,31 @@ async def test_lookahead_confirmation_overturns_or_confirms_an_abort_on_the_real
         probed.append((q, round(raw, 4), round(la.value, 4), probe.attempts[0].trace.n_tokens))
         if abs(la.value - raw) < min_gap or probe.attempts[0].trace.n_tokens < 60:
             continue
-        overturn = la.value > raw
-        theta = (raw + la.value) / 2 if overturn else raw + 0.01
+        aim_overturn = la.value > raw
+        theta = (raw + la.value) / 2 if aim_overturn else raw + 0.01
         policy = AbortBelow(theta, min_tokens=8, confirm=LookAhead(width=4, depth=1))
         guard = FineCEGuard(_llm(url, 300, ignore_eos=True), scorer=scorer, checkpoints=_FirstCheckpointAt(8),
                             sampler=sampler, policies=[policy])  # fmt: skip
         result = await guard.ainvoke(q)
         attempt = result.attempts[0]
+        own = [sc for sc in attempt.trace.checkpoints if sc.checkpoint.kind.value == "partial"]
+        assert own and own[0].score is not None
+        raw_here = own[0].score.value
+        if raw_here >= theta:
+            # the guard's own first score landed on the other side of θ from the probe's (its greedy prefix or
+            # its batch differed; seen on CI, 2026-12-07): no abort was asked for, so none may happen
+            assert "lookahead" not in attempt.trace.meta and attempt.aborted is None, attempt.trace.meta
+            probed.append((q, round(raw_here, 4), float("nan"), attempt.trace.n_tokens))
+            continue
+        assert "lookahead" in attempt.trace.meta, (
+            f"score {raw_here:.4f} < θ {theta:.4f} at the first checkpoint of {q!r} but no look-ahead ran; "
+            f"decisions: {attempt.trace.meta.get('decisions')}; tokens {attempt.trace.n_tokens}, "
+            f"finish {attempt.trace.finish_reason}"
+        )
         got = attempt.trace.meta["lookahead"][0]
-        assert got["raw"] == pytest.approx(raw, abs=1e-6) and got["value"] == pytest.approx(la.value, abs=0.02)
+        assert got["raw"] == pytest.approx(raw_here, abs=1e-6) and got["value"] == pytest.approx(la.value, abs=0.02)
         assert got["requests"] >= 2 and got["tokens"] > 0 and result.trace.lookahead_cost["tokens"] > 0
+        overturn = got["value"] >= theta  # AbortBelow acts below θ: the guard's own look-ahead value decides
         if overturn:
             # EOS is ignored, so only max_tokens ends it: the whole answer streamed. Not an equal token count
             # with the probe: the trace counts streamed text tokens, and two 300-token runs that share their
