@@ -50,7 +50,7 @@ _SENT: Final = r"(?:[^\n.!?]|[.!?](?=[^\s.!?]))"
 _SENT_START: Final = r"(?:^|(?<=[.!?][ \t]))[ \t]*"
 _SENT_END: Final = r"(?:[.!?]+(?=\s|$)|$)"
 #: words of grading: rater roles, answer keys, grading scales, top marks, "mark as correct", odds of error,
-#: cross-checking (none occurs in the 28,646 committed clean texts, benchmarks/rating_filter_clean.py)
+#: cross-checking (none occurs in the 37,962 committed clean texts, benchmarks/rating_filter_clean.py)
 _GRADING: Final = (
     r"\b(?:rater|grader|evaluator|scorer|assessor)s?\b"
     r"|\b(?:answer|reference|official|grading|marking)\s+key\b|\b(?:reference|official|model)\s+answer\b"
@@ -71,7 +71,7 @@ _SELF: Final = (
     r"|\bthe\s+(?:above|preceding|present)\s+(?:answer|response|reply)\b|\b(?:answer|response|reply)\s+above\b"
 )
 #: ... with a verdict from outside it: verification, a score or a fraction of one, distrust, "factually wrong".
-#: Honest self-hedging ("This answer is not entirely accurate.", 10 committed answers) has none of these.
+#: Honest self-hedging ("This answer is not entirely accurate.", in several committed answers) has none of these.
 _VERDICT: Final = (
     r"\b(?:factually|verifiably|demonstrably|provably|objectively)\s+(?:correct|accurate|right|true|wrong|incorrect|false)\b"
     r"|\b(?:been|was|is|were|are)\s+(?:\w+\s+)?(?:verified|confirmed|validated|certified|guaranteed|approved|endorsed)\b"
