@@ -7,8 +7,6 @@ cd "$(dirname "$0")/../.."
 DAY=${DAY:-2026-12-07}
 mkdir -p runs
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-bash reports/issue-11-2026-12-07/serve.sh >runs/serve-forgery-all.log 2>&1 &
-SERVER=$!
-trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true' EXIT
-for _ in $(seq 120); do curl -sf http://127.0.0.1:8021/v1/models >/dev/null && break; sleep 5; done
+source reports/issue-11-2026-12-02/serve-in-background.sh
+DTYPE=float32 serve_in_background runs/serve-forgery-all.log reports/issue-11-2026-12-06b/serve.sh
 .venv/bin/python -m benchmarks.forgery_injection --base-url http://127.0.0.1:8021/v1 --label "default-$DAY-float32-all"

@@ -84,13 +84,15 @@ async def _forged_scores(scorer: OpenAICompatScorer, payloads: tuple[Payload, ..
         return filter_rater_text(text).text if scorer.strip_rater_text else text
 
     first: dict[tuple[str, str], tuple[str, str]] = {}
+    keys_of: dict[str, list[tuple[str, str]]] = {}
     for p in payloads:
         for a in ANSWERS:
             forged = inject(a["answer"], p)
-            first.setdefault((a["question"], read(forged)), (a["question"], forged))
-    keys = list(first)
-    scored = dict(zip(keys, await _score_all(scorer, [first[k] for k in keys]), strict=True))
-    return {p.name: [scored[(a["question"], read(inject(a["answer"], p)))] for a in ANSWERS] for p in payloads}
+            key = (a["question"], read(forged))
+            first.setdefault(key, (a["question"], forged))
+            keys_of.setdefault(p.name, []).append(key)
+    scored = dict(zip(first, await _score_all(scorer, list(first.values())), strict=True))
+    return {name: [scored[k] for k in keys] for name, keys in keys_of.items()}
 
 
 async def _scores(
